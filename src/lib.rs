@@ -1,0 +1,35 @@
+//! # cantilever
+//!
+//! A low-latency, in-process arbitrage and MEV bot for EVM chains. It keeps a forked copy of the
+//! on-chain state it trades, finds stablecoin-depeg, anchor-triangle and cross-chain routes, proves
+//! each one in revm before signing anything, gates it through flash-loan containment and desk risk
+//! limits, and submits only profitable, slippage-capped transactions or bundles.
+//!
+//! ```text
+//!  chain nodes ──WS──▶ ingest (tokio) ──Event──▶ engine thread (one per process, owns all mutable state)
+//!  (newHeads,          reconnect, gap      crossbeam   1. state: apply head / pending-tx diff to the fork cache
+//!   full pending txs,  backfill, decode    bounded     2. venues: re-quote only the pools that changed
+//!   logs)                                              3. routes: affected routes → optimal size (native math)
+//!                                                      4. sim: prove top candidates in revm on the snapshot
+//!                                                      5. risk: containment + desk limits  ──approved──┐
+//!                                                                                                     ▼
+//!  ledger ◀── exec (tokio): sign, nonce, bundle ──▶ relays (eth_sendBundle, signed) / RPC (raw tx)
+//! ```
+//!
+//! Threading: tokio does I/O only (ingest, submission, telemetry); the decision loop runs on one
+//! named OS thread fed by bounded crossbeam channels, never awaits and never blocks on RPC.
+//!
+//! ## Modules in this build
+//! - [`config`]: typed, validated TOML configuration; every error names file, key and reason, and a
+//!   secret pasted into the file is refused without being echoed.
+//! - [`contracts`]: alloy `sol!` bindings for our own venue contracts (`fixtures/contracts/`), built
+//!   from the committed, reproducibly compiled artifacts.
+//! - [`devnet`]: two anvil chains (138 and 651940) on loopback with a scenario deployed and a bridge
+//!   relayer; the harness of the integration tests and `cantilever devnet`.
+//!
+//! The stages of the pipeline (ingest, state, venues, routes, sim, risk, exec, ledger, telemetry)
+//! arrive as modules of their own as they are built.
+
+pub mod config;
+pub mod contracts;
+pub mod devnet;

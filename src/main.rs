@@ -1,0 +1,148 @@
+//! The `cantilever` command line: a thin layer over the library.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use cantilever::devnet::{Devnet, DevnetOptions, Scenario};
+use clap::{Parser, Subcommand, ValueEnum};
+use tracing_subscriber::EnvFilter;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// cantilever: a low-latency arbitrage and MEV bot that proves every route in revm before it signs.
+#[derive(Debug, Parser)]
+#[command(name = "cantilever", version, about, long_about = None)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start a local two-chain devnet (Chain 138 and Alltra 651940 on anvil) with a scenario deployed,
+    /// print its endpoints and addresses, and run until interrupted (Ctrl-C).
+    Devnet {
+        /// Scenario TOML; defaults to the embedded `fixtures/scenarios/default.toml`.
+        #[arg(long, value_name = "FILE")]
+        scenario: Option<PathBuf>,
+        /// Write the endpoints and every deployed address as JSON to this file.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Bind each chain to a free port instead of the scenario's ports.
+        #[arg(long)]
+        any_port: bool,
+    },
+    /// Validate a configuration file: print every error with file, key and reason; exit non-zero on
+    /// any error. Secrets found in the file are named by key, never printed.
+    CheckConfig {
+        /// The TOML configuration file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    match cli.command {
+        Command::CheckConfig { file } => cantilever::config::check_config_command(&file),
+        Command::Devnet { scenario, out, any_port } => run_async(devnet(scenario, out, any_port)),
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn devnet(
+    scenario: Option<PathBuf>,
+    out: Option<PathBuf>,
+    any_port: bool,
+) -> anyhow::Result<()> {
+    let scenario = match scenario {
+        Some(path) => Scenario::from_file(&path)?,
+        None => Scenario::default_scenario()?,
+    };
+    let devnet = Devnet::start(&scenario, &DevnetOptions { any_port }).await?;
+    let json = serde_json::to_string_pretty(devnet.manifest())?;
+    if let Some(path) = &out {
+        std::fs::write(path, format!("{json}\n"))
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+    }
+    for c in &devnet.manifest().chains {
+        println!(
+            "chain {} ({}): {} {} | {} pmm pools, {} v2 pairs, executor {}",
+            c.name,
+            c.chain_id,
+            c.http_url,
+            c.ws_url,
+            c.pmm_pools.len(),
+            c.v2_pairs.len(),
+            c.executor
+        );
+    }
+    match &out {
+        Some(path) => println!("addresses written to {}; Ctrl-C to stop", path.display()),
+        None => println!("{json}\nCtrl-C to stop"),
+    }
+    wait_for_shutdown().await;
+    devnet.stop().await;
+    Ok(())
+}
+
+async fn wait_for_shutdown() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,8 @@
+//! Integration tests: one binary, a module per area, against real anvil chains (never a mock).
+//! A missing anvil or node fails these tests with the reason; nothing skips.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs, unreachable_pub)]
+
+mod artifacts;
+mod devnet;
+mod harness;
