@@ -49,7 +49,7 @@ impl Default for AnvilOptions {
 pub struct AnvilNode {
     child: Child,
     /// Held open; the watchdog ends anvil when it closes.
-    _lifeline: ChildStdin,
+    lifeline: Option<ChildStdin>,
     port: u16,
     chain_id: u64,
     keys: Vec<PrivateKeySigner>,
@@ -125,7 +125,7 @@ impl AnvilNode {
                 )));
             }
         };
-        Ok(Self { child, _lifeline: lifeline, port, chain_id: opts.chain_id, keys })
+        Ok(Self { child, lifeline: Some(lifeline), port, chain_id: opts.chain_id, keys })
     }
 
     /// HTTP JSON-RPC endpoint.
@@ -156,17 +156,27 @@ impl AnvilNode {
 
 impl Drop for AnvilNode {
     fn drop(&mut self) {
-        // Closing the lifeline lets the watchdog end anvil; killing the shell as well makes it prompt.
+        // Closing the lifeline makes the watchdog end anvil and wait for it; give it a moment, then
+        // force the shell down (anvil still sees its pipe close and is ended by the watchdog's kill).
+        drop(self.lifeline.take());
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            match self.child.try_wait() {
+                Ok(Some(_)) | Err(_) => return,
+                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
 /// Parses anvil's start-up banner: the private keys, then "Listening on 127.0.0.1:PORT".
-fn read_banner(reader: impl BufRead) -> Result<(u16, Vec<PrivateKeySigner>), String> {
+fn read_banner(reader: impl BufRead + Send + 'static) -> Result<(u16, Vec<PrivateKeySigner>), String> {
     let mut keys = Vec::new();
     let mut in_keys = false;
-    for line in reader.lines() {
+    let mut lines = reader.lines();
+    while let Some(line) = lines.next() {
         let line = line.map_err(|e| format!("reading anvil output: {e}"))?;
         let trimmed = line.trim();
         if trimmed.starts_with("Private Keys") {
@@ -191,7 +201,7 @@ fn read_banner(reader: impl BufRead) -> Result<(u16, Vec<PrivateKeySigner>), Str
                 .and_then(|p| p.parse::<u16>().ok())
                 .ok_or_else(|| format!("unexpected listening line from anvil: {trimmed}"))?;
             // Keep draining stdout so anvil never blocks on a full pipe.
-            std::thread::spawn(move || for _ in reader.lines() {});
+            std::thread::spawn(move || lines.for_each(drop));
             return Ok((port, keys));
         }
     }

@@ -94,9 +94,13 @@ impl Devnet {
             };
             nodes.push(AnvilNode::spawn(&options)?);
         }
-        let deployments = scenario.chains.iter().zip(&nodes).map(|(c, n)| {
-            deploy::deploy_chain(scenario, c, &n.http_url(), &n.ws_url(), n.keys())
-        });
+        let urls: Vec<(String, String)> = nodes.iter().map(|n| (n.http_url(), n.ws_url())).collect();
+        let deployments = scenario
+            .chains
+            .iter()
+            .zip(&nodes)
+            .zip(&urls)
+            .map(|((c, n), (http, ws))| deploy::deploy_chain(scenario, c, http, ws, n.keys()));
         // Chains are independent nodes: deploy them concurrently.
         let chains = futures::future::try_join_all(deployments).await?;
         let manifest = DevnetManifest { scenario: scenario.name.clone(), chains };

@@ -4,5 +4,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs, unreachable_pub)]
 
 mod artifacts;
+mod cli;
 mod devnet;
 mod harness;

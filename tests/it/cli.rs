@@ -1,0 +1,66 @@
+//! The `cantilever` binary as a user runs it.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use alloy::providers::Provider;
+use cantilever::devnet::DevnetManifest;
+
+use crate::harness::reader;
+
+/// `cantilever devnet --out FILE` brings up both chains and writes every address; SIGTERM stops it.
+#[tokio::test]
+async fn devnet_command_writes_a_manifest_and_serves_both_chains() {
+    let dir = std::env::temp_dir().join(format!("cantilever-devnet-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("dev.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cantilever"))
+        .args(["devnet", "--any-port", "--out"])
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains("addresses written to") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let started = Instant::now();
+    let ready = rx.recv_timeout(Duration::from_secs(120));
+    assert!(ready.is_ok(), "devnet did not come up within 120 s");
+    let manifest: DevnetManifest =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let mut ids = Vec::new();
+    for chain in &manifest.chains {
+        let p = reader(&chain.http_url);
+        ids.push(p.get_chain_id().await.unwrap());
+        assert!(!chain.tokens.is_empty() && chain.executor != alloy::primitives::Address::ZERO);
+    }
+    assert_eq!(ids, vec![138, 651_940]);
+    assert!(manifest.chain(138).unwrap().pmm_pools.len() >= 3);
+    assert!(manifest.chain(138).unwrap().bridge.is_some());
+
+    // SIGTERM: the devnet stops, and its anvil nodes with it.
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "devnet did not exit on SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let gone = reader(&manifest.chains[0].http_url).get_chain_id().await;
+    assert!(gone.is_err(), "anvil still answers after the devnet exited");
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = started;
+}
