@@ -30,6 +30,6 @@
 //! The stages of the pipeline (ingest, state, venues, routes, sim, risk, exec, ledger, telemetry)
 //! arrive as modules of their own as they are built.
 
-//TMP pub mod config;
+pub mod config;
 pub mod contracts;
 pub mod devnet;

@@ -200,7 +200,9 @@ impl TryFrom<RawSignerRef> for SignerRef {
             (Some(_), None, None) => {
                 Err("`keystore` needs `password_env`, the variable holding its password")
             }
-            (Some(_), _, Some(_)) => Err("set either `keystore` (+ `password_env`) or `key_env`, not both"),
+            (Some(_), _, Some(_)) => {
+                Err("set either `keystore` (+ `password_env`) or `key_env`, not both")
+            }
             (None, Some(_), _) => Err("`password_env` only goes with `keystore`"),
             (None, None, None) => {
                 Err("empty signer: set `keystore` + `password_env`, or `key_env`")

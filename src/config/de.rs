@@ -9,7 +9,8 @@ pub(crate) fn parse_address(s: &str) -> Result<Address, &'static str> {
     if hex.len() != 40 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err("expected an address: `0x` followed by 40 hex digits");
     }
-    let mixed = hex.bytes().any(|b| b.is_ascii_lowercase()) && hex.bytes().any(|b| b.is_ascii_uppercase());
+    let mixed =
+        hex.bytes().any(|b| b.is_ascii_lowercase()) && hex.bytes().any(|b| b.is_ascii_uppercase());
     if mixed {
         Address::parse_checksummed(s, None).map_err(|_| {
             "address fails its EIP-55 checksum (a typo?); copy it again or write it all lowercase"

@@ -210,7 +210,9 @@ impl<'de> Deserialize<'de> for RawAmount {
 
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawAmount, E> {
                 u64::try_from(v).map(|v| RawAmount(U256::from(v))).map_err(|_| {
-                    E::custom(format_args!("out of range: expected {RAW_AMOUNT_EXPECTED}, found a negative integer"))
+                    E::custom(format_args!(
+                        "out of range: expected {RAW_AMOUNT_EXPECTED}, found a negative integer"
+                    ))
                 })
             }
 
@@ -220,7 +222,10 @@ impl<'de> Deserialize<'de> for RawAmount {
 
             fn visit_str<E: de::Error>(self, s: &str) -> Result<RawAmount, E> {
                 let digits: String = s.chars().filter(|c| *c != '_').collect();
-                if digits.is_empty() || digits.len() > 78 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                if digits.is_empty()
+                    || digits.len() > 78
+                    || !digits.bytes().all(|b| b.is_ascii_digit())
+                {
                     return Err(E::custom(format_args!("expected {RAW_AMOUNT_EXPECTED}")));
                 }
                 U256::from_str_radix(&digits, 10)

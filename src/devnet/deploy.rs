@@ -188,10 +188,8 @@ pub async fn confirm(
 /// Sends a contract call and waits for its successful receipt.
 macro_rules! send {
     ($provider:expr, $call:expr, $what:expr) => {{
-        let pending = $call
-            .send()
-            .await
-            .map_err(|e| DevnetError::Deploy(format!("{}: {}", $what, e)))?;
+        let pending =
+            $call.send().await.map_err(|e| DevnetError::Deploy(format!("{}: {}", $what, e)))?;
         confirm($provider, pending, &$what).await?
     }};
 }
@@ -356,8 +354,10 @@ pub async fn deploy_chain(
         let qd = m.tokens[&pool.quote].decimals;
         let i = pool.i_raw(bd, qd).map_err(|e| DevnetError::Deploy(format!("{what}: i: {e}")))?;
         let k = to_raw(&pool.k, 18).map_err(|e| DevnetError::Deploy(format!("{what}: k: {e}")))?;
-        let lp = to_raw(&pool.lp_fee, 18).map_err(|e| DevnetError::Deploy(format!("{what}: {e}")))?;
-        let mt = to_raw(&pool.mt_fee, 18).map_err(|e| DevnetError::Deploy(format!("{what}: {e}")))?;
+        let lp =
+            to_raw(&pool.lp_fee, 18).map_err(|e| DevnetError::Deploy(format!("{what}: {e}")))?;
+        let mt =
+            to_raw(&pool.mt_fee, 18).map_err(|e| DevnetError::Deploy(format!("{what}: {e}")))?;
         let model = deploy!(p, FeeRateModel::deploy_builder(p, mt), format!("{what}: fee model"));
         let (base, quote) = (token(&pool.base)?, token(&pool.quote)?);
         let address = deploy!(
@@ -419,7 +419,8 @@ pub async fn deploy_chain(
         let address = deploy!(p, SynthSwap::deploy_builder(p, token(&s.base)?), what);
         let synth = SynthSwap::new(address, p);
         for a in &s.assets {
-            let price = to_raw(&a.price, 18).map_err(|e| DevnetError::Deploy(format!("{what}: {e}")))?;
+            let price =
+                to_raw(&a.price, 18).map_err(|e| DevnetError::Deploy(format!("{what}: {e}")))?;
             let cap = raw(&s.base, &a.debt_cap)?;
             send!(p, synth.addAsset(asset_id(&a.name), price, cap), format!("{what}: {}", a.name));
         }

@@ -23,7 +23,9 @@ pub use scenario::Scenario;
 #[derive(Debug, thiserror::Error)]
 pub enum DevnetError {
     /// No anvil binary: install the pinned one with `npm ci --prefix tools`.
-    #[error("anvil not found (looked at {0}); install the pinned copy with `npm ci --prefix tools`")]
+    #[error(
+        "anvil not found (looked at {0}); install the pinned copy with `npm ci --prefix tools`"
+    )]
     AnvilNotFound(String),
     /// anvil did not start.
     #[error("anvil did not start: {0}")]
@@ -94,7 +96,8 @@ impl Devnet {
             };
             nodes.push(AnvilNode::spawn(&options)?);
         }
-        let urls: Vec<(String, String)> = nodes.iter().map(|n| (n.http_url(), n.ws_url())).collect();
+        let urls: Vec<(String, String)> =
+            nodes.iter().map(|n| (n.http_url(), n.ws_url())).collect();
         let deployments = scenario
             .chains
             .iter()

@@ -63,14 +63,19 @@ pub async fn run(
     let mut pending: BTreeMap<(usize, U256), Pending> = BTreeMap::new();
     loop {
         for (src, end) in ends.iter().enumerate() {
-            if let Err(e) = scan(&providers[src], end, src, &ends, &mut next_block[src], &mut pending).await {
+            if let Err(e) =
+                scan(&providers[src], end, src, &ends, &mut next_block[src], &mut pending).await
+            {
                 debug!(target: "cantilever::devnet", chain = end.chain_id, error = %e, "relayer scan failed; retrying");
             }
         }
         let now = unix_now();
         let mut done = Vec::new();
         for (key, p) in &pending {
-            let due = p.event.timestamp.saturating_add(delay_of(&providers[p.dst], &ends[p.dst]).await.unwrap_or(0));
+            let due = p
+                .event
+                .timestamp
+                .saturating_add(delay_of(&providers[p.dst], &ends[p.dst]).await.unwrap_or(0));
             let dst_ts = latest_timestamp(&providers[p.dst]).await.unwrap_or(0);
             if now.max(dst_ts) < due {
                 continue;
@@ -142,7 +147,8 @@ async fn release(
 ) -> Result<bool, DevnetError> {
     let bridge = Bridge::new(dst.bridge, provider);
     let src_id = U256::from(src.chain_id);
-    let done = bridge.released(src_id, ev.id).call().await.map_err(|e| DevnetError::Rpc(e.to_string()))?;
+    let done =
+        bridge.released(src_id, ev.id).call().await.map_err(|e| DevnetError::Rpc(e.to_string()))?;
     if done {
         return Ok(false);
     }
@@ -155,11 +161,10 @@ async fn release(
 
 /// The destination token for a source token, matched by symbol through the devnet's manifest.
 fn dst_token(src: &BridgeEnd, dst: &BridgeEnd, src_token: Address) -> Result<Address, DevnetError> {
-    let symbol = src
-        .tokens
-        .iter()
-        .find_map(|(sym, a)| (*a == src_token).then_some(sym))
-        .ok_or_else(|| DevnetError::Rpc(format!("locked token {src_token} is not a devnet token")))?;
+    let symbol =
+        src.tokens.iter().find_map(|(sym, a)| (*a == src_token).then_some(sym)).ok_or_else(
+            || DevnetError::Rpc(format!("locked token {src_token} is not a devnet token")),
+        )?;
     dst.tokens.get(symbol).copied().ok_or_else(|| {
         DevnetError::Rpc(format!("token {symbol} has no counterpart on chain {}", dst.chain_id))
     })
@@ -170,7 +175,6 @@ async fn delay_of(provider: &DynProvider, end: &BridgeEnd) -> Result<u64, Devnet
         .delaySeconds()
         .call()
         .await
-        .map(u64::from)
         .map_err(|e| DevnetError::Rpc(e.to_string()))
 }
 

@@ -345,14 +345,12 @@ impl Scenario {
                 amount(format!("bridge.{sym}"), v, t.decimals)?;
             }
         }
-        let balances = self
-            .executor
-            .inventory
-            .iter()
-            .map(|kv| ("executor.inventory".to_string(), kv))
-            .chain(self.accounts.iter().enumerate().flat_map(|(n, a)| {
-                a.balances.iter().map(move |kv| (format!("accounts[{n}].balances"), kv))
-            }));
+        let balances =
+            self.executor.inventory.iter().map(|kv| ("executor.inventory".to_string(), kv)).chain(
+                self.accounts.iter().enumerate().flat_map(|(n, a)| {
+                    a.balances.iter().map(move |kv| (format!("accounts[{n}].balances"), kv))
+                }),
+            );
         for (key, (sym, v)) in balances {
             let t = self.token(sym).ok_or_else(|| format!("{key}: unknown token {sym:?}"))?;
             amount(format!("{key}.{sym}"), v, t.decimals)?;
@@ -368,7 +366,8 @@ impl PmmPoolSpec {
     /// When the price does not parse or the decimals make the scale negative.
     pub fn i_raw(&self, base_decimals: u8, quote_decimals: u8) -> Result<U256, String> {
         let scale = 18i32 - i32::from(base_decimals) + i32::from(quote_decimals);
-        let scale = u8::try_from(scale).map_err(|_| "decimals give a negative price scale".to_string())?;
+        let scale =
+            u8::try_from(scale).map_err(|_| "decimals give a negative price scale".to_string())?;
         let i = to_raw(&self.i, scale)?;
         if i.is_zero() || i > U256::from(10u64).pow(U256::from(36)) {
             return Err("i must be in (0, 1e36] once scaled".into());

@@ -130,12 +130,14 @@ pub async fn balance(chain: &ChainManifest, symbol: &str, who: Address) -> U256 
     TestToken::new(chain.tokens[symbol].address, &p).balanceOf(who).call().await.expect("balanceOf")
 }
 
-/// Raises an error string from a failed call or send, for revert-reason assertions.
-pub fn err_text(e: impl std::fmt::Display) -> String {
-    e.to_string()
-}
-
-/// The chain's latest block number.
-pub async fn head(chain: &ChainManifest) -> u64 {
-    reader(&chain.http_url).get_block_number().await.expect("block number")
+/// Deploys a [`TestToken`] named and symbolised `symbol` with `decimals`, signed by `provider`'s
+/// wallet, which becomes its owner (and may mint).
+pub async fn deploy_token(provider: &DynProvider, symbol: &str, decimals: u8) -> Address {
+    let pending =
+        TestToken::deploy_builder(provider.clone(), symbol.into(), symbol.into(), decimals)
+            .send()
+            .await
+            .expect("token deploy sent");
+    let receipt = confirm(provider, pending, "token deploy").await.expect("token deployed");
+    receipt.contract_address.expect("token address")
 }

@@ -6,4 +6,6 @@
 mod artifacts;
 mod cli;
 mod devnet;
+mod executor;
 mod harness;
+mod pmm;
