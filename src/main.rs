@@ -58,7 +58,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
     match cli.command {
-        Command::CheckConfig { file } => cantilever::config::check_config_command(&file)
+        Command::CheckConfig { file } => cantilever::config::check_config_command(&file),
         Command::Devnet { scenario, out, any_port } => run_async(devnet(scenario, out, any_port)),
     }
 }

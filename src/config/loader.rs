@@ -334,11 +334,13 @@ fn count_values(table: &DeTable<'_>) -> usize {
     table.values().map(|v| value(v.get_ref())).sum()
 }
 
-/// Stand-ins for a required key whose value was refused: the zero address (also a string, path
-/// or URL), 0, `false`, `[]`, `{}`. Enum keys have no neutral value (a guessed venue kind would
-/// change what the rest of the table must hold), so for them the table is dropped instead.
-fn placeholders() -> [DeValue<'static>; 5] {
+/// Stand-ins for a required key that is missing or whose value was refused: `""`, the zero
+/// address (for addresses and URLs), 0, `false`, `[]`, `{}`. Enum keys have no neutral value (a
+/// guessed venue kind would change what the rest of the table must hold), so for them the table
+/// is dropped instead.
+fn placeholders() -> [DeValue<'static>; 6] {
     [
+        DeValue::String("".into()),
         DeValue::String("0x0000000000000000000000000000000000000000".into()),
         DeValue::Integer(toml::de::DeInteger::default()),
         DeValue::Boolean(false),
@@ -469,7 +471,7 @@ fn found(value: Option<&DeValue<'_>>) -> String {
     match value {
         Some(DeValue::String(_)) => "a string".to_owned(),
         Some(DeValue::Integer(i)) if i.as_str().len() <= 24 => {
-            format!("the integer {}", i.as_str())
+            format!("the integer {i}")
         }
         Some(DeValue::Integer(_)) => "an integer".to_owned(),
         Some(DeValue::Float(f)) if f.as_str().len() <= 24 => format!("the number {}", f.as_str()),

@@ -452,7 +452,10 @@ fn classify_str(key: Option<&str>, secret_ctx: bool, s: &str) -> Option<SecretKi
     {
         return Some(kind);
     }
-    if key.is_some_and(|k| k.to_ascii_lowercase().ends_with("_env")) && !is_env_var_name(s) {
+    if key.is_some_and(|k| k.to_ascii_lowercase().ends_with("_env"))
+        && !is_env_var_name(s)
+        && !is_pure_reference(s)
+    {
         return Some(SecretKind::EnvNameLiteral);
     }
     if secret_ctx && !is_pure_reference(s) && !s.is_empty() {
@@ -491,14 +494,20 @@ impl Scanner<'_> {
         for (key, value) in table.iter() {
             let name = key.get_ref().as_ref();
             let child = path.key(name);
-            let key_secret = has_hex_key(name) || looks_like_mnemonic(name);
-            let shown = if key_secret {
+            let key_secret = if has_hex_key(name) {
+                Some(SecretKind::HexKey)
+            } else if looks_like_mnemonic(name) {
+                Some(SecretKind::Mnemonic)
+            } else {
+                None
+            };
+            let shown = if key_secret.is_some() {
                 join_display(display, "<redacted key>")
             } else {
                 join_display(display, &KeyPath::root().key(name).to_string())
             };
-            if key_secret {
-                self.report(&child, shown, key.span(), SecretKind::HexKey);
+            if let Some(kind) = key_secret {
+                self.report(&child, shown, key.span(), kind);
                 continue;
             }
             let ctx = secret_ctx || is_secret_key_name(name);

@@ -427,12 +427,14 @@ fn submission(v: &mut V<'_>, at: &KeyPath, c: &ChainConfig) {
     for (j, r) in s.relays.iter().enumerate() {
         let rp = sp.key("relays").index(j);
         v.name(rp.key("name"), &r.name, "a relay name", &['.']);
-        if let Some(k) = seen.insert(r.name.as_str(), j) {
+        if let Some(&k) = seen.get(r.name.as_str()) {
             v.duplicate(
                 rp.key("name"),
                 sp.key("relays").index(k).key("name"),
                 format!("relay name `{}` is used twice", r.name),
             );
+        } else {
+            seen.insert(r.name.as_str(), j);
         }
         v.url(rp.key("url"), &r.url, &["http", "https"], true);
         for (k, b) in r.builders.iter().enumerate() {
@@ -499,20 +501,24 @@ fn tokens(v: &mut V<'_>, at: &KeyPath, c: &ChainConfig) {
                 "a symbol must be 1-32 printable characters without spaces",
             );
         }
-        if let Some(k) = symbols.insert(t.symbol.as_str(), j) {
+        if let Some(&k) = symbols.get(t.symbol.as_str()) {
             v.duplicate(
                 tp.key("symbol"),
                 at.key("tokens").index(k).key("symbol"),
                 format!("symbol `{}` is declared twice on this chain", t.symbol),
             );
+        } else {
+            symbols.insert(t.symbol.as_str(), j);
         }
         v.nonzero_address(tp.key("address"), &t.address);
-        if let Some(k) = addrs.insert(t.address, j) {
+        if let Some(&k) = addrs.get(&t.address) {
             v.duplicate(
                 tp.key("address"),
                 at.key("tokens").index(k).key("address"),
                 format!("address is already declared for token `{}`", c.tokens[k].symbol),
             );
+        } else {
+            addrs.insert(t.address, j);
         }
         if t.decimals > 36 {
             v.push(
@@ -530,20 +536,24 @@ fn venues(v: &mut V<'_>, at: &KeyPath, c: &ChainConfig) {
     for (j, ven) in c.venues.iter().enumerate() {
         let vp = at.key("venues").index(j);
         v.name(vp.key("name"), &ven.name, "a venue name", &['/', '.']);
-        if let Some(k) = names.insert(ven.name.as_str(), j) {
+        if let Some(&k) = names.get(ven.name.as_str()) {
             v.duplicate(
                 vp.key("name"),
                 at.key("venues").index(k).key("name"),
                 format!("venue name `{}` is used twice on this chain", ven.name),
             );
+        } else {
+            names.insert(ven.name.as_str(), j);
         }
         v.nonzero_address(vp.key("address"), &ven.address);
-        if let Some(k) = addrs.insert(ven.address, j) {
+        if let Some(&k) = addrs.get(&ven.address) {
             v.duplicate(
                 vp.key("address"),
                 at.key("venues").index(k).key("address"),
                 format!("address is already used by venue `{}`", c.venues[k].name),
             );
+        } else {
+            addrs.insert(ven.address, j);
         }
         v.check_token_ref(vp.key("base"), &c.name, &ven.base);
         let bridge = ven.kind == VenueKind::Bridge;

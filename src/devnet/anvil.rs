@@ -218,20 +218,21 @@ fn read_banner(
     Err("anvil exited before listening (is the port taken?)".into())
 }
 
-/// Finds the anvil binary: `$CANTILEVER_ANVIL`, then the copy pinned in `tools/node_modules`
+/// Finds the anvil binary: `$CANTILEVER_ANVIL` (when set, only there), then the copy pinned in `tools/node_modules`
 /// (installed by `npm ci --prefix tools`), then `anvil` on `PATH`.
 ///
 /// # Errors
 /// [`DevnetError::AnvilNotFound`] naming every place that was looked at.
 pub fn find_anvil() -> Result<PathBuf, DevnetError> {
-    let mut tried = Vec::new();
+    // An explicit choice is final: a wrong $CANTILEVER_ANVIL is an error, not a fallback.
     if let Some(p) = std::env::var_os(ANVIL_ENV) {
         let p = PathBuf::from(p);
         if p.is_file() {
             return Ok(p);
         }
-        tried.push(format!("${ANVIL_ENV}={}", p.display()));
+        return Err(DevnetError::AnvilNotFound(format!("${ANVIL_ENV}={}", p.display())));
     }
+    let mut tried = Vec::new();
     for root in search_roots() {
         let scope = root.join("tools/node_modules/@foundry-rs");
         if let Ok(entries) = std::fs::read_dir(&scope) {

@@ -64,3 +64,18 @@ async fn devnet_command_writes_a_manifest_and_serves_both_chains() {
     let _ = std::fs::remove_dir_all(&dir);
     let _ = started;
 }
+
+/// Without anvil the devnet (and so every test that needs a chain) fails with the reason; it never
+/// pretends to run.
+#[test]
+fn devnet_without_anvil_fails_loudly() {
+    let out = Command::new(env!("CARGO_BIN_EXE_cantilever"))
+        .args(["devnet", "--any-port"])
+        .env("CANTILEVER_ANVIL", "/nonexistent/anvil")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "devnet must fail without anvil");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("anvil not found"), "{stderr}");
+    assert!(stderr.contains("npm ci --prefix tools"), "the error says how to install it: {stderr}");
+}

@@ -9,3 +9,4 @@ mod devnet;
 mod executor;
 mod harness;
 mod pmm;
+mod venues;
