@@ -33,3 +33,4 @@
 pub mod config;
 pub mod contracts;
 pub mod devnet;
+pub mod evm;

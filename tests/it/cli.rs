@@ -79,3 +79,51 @@ fn devnet_without_anvil_fails_loudly() {
     assert!(stderr.contains("anvil not found"), "{stderr}");
     assert!(stderr.contains("npm ci --prefix tools"), "the error says how to install it: {stderr}");
 }
+
+/// `check-config` names an unknown key, a wrong type and a pasted private key, exits non-zero, and
+/// never prints the key.
+#[test]
+fn check_config_names_every_error_and_never_prints_the_key() {
+    let key = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml"))
+        .unwrap()
+        .replacen("[engine]\n", "[engine]\nturbo_mode = true\n", 1)
+        .replacen("block_time_ms = 2000", "block_time_ms = \"fast\"", 1)
+        .replacen(
+            "[chains.submission]\n",
+            &format!("[chains.submission]\nprivate_key = \"0x{key}\"\n"),
+            1,
+        );
+    let dir = std::env::temp_dir().join(format!("cantilever-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.toml");
+    std::fs::write(&path, &text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cantilever"))
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "check-config must fail:\n{stdout}{stderr}");
+    assert!(stderr.contains("engine.turbo_mode"), "unknown key named:\n{stderr}");
+    assert!(stderr.contains("chains[0].block_time_ms"), "wrong type named:\n{stderr}");
+    assert!(stderr.contains("chains[0].submission.private_key"), "pasted key named:\n{stderr}");
+    assert!(stderr.contains("bad.toml"), "file named:\n{stderr}");
+    for window in key.as_bytes().windows(8) {
+        let piece = std::str::from_utf8(window).unwrap();
+        assert!(!stdout.contains(piece) && !stderr.contains(piece), "output leaks part of the key");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The shipped configurations pass.
+#[test]
+fn check_config_accepts_the_shipped_default() {
+    let out = Command::new(env!("CARGO_BIN_EXE_cantilever"))
+        .arg("check-config")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use alloy::{
     contract::{CallBuilder, CallDecoder},
+    eips::BlockId,
     network::Ethereum,
     primitives::{Address, B256, Bytes, U256, keccak256},
     providers::{DynProvider, PendingTransactionBuilder, Provider, ext::AnvilApi},
@@ -189,6 +190,13 @@ fn event<E: SolEvent>(r: &TransactionReceipt, emitter: Address) -> E {
     let mut all = events::<E>(r, emitter);
     assert_eq!(all.len(), 1, "exactly one {} from {emitter}", E::SIGNATURE);
     all.remove(0)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
 }
 
 /// The timestamp of the block that mined `r`.
@@ -543,13 +551,19 @@ async fn synth_mint_burn_swap_exact_with_the_60s_settlement_lock() {
     assert_eq!(s.stressBps().call().await.unwrap(), U256::from(99u64), "⌈9,970·1e4/1,010,000⌉");
     assert_eq!(s.lockedUntil(user.addr()).call().await.unwrap(), U256::from(t0 + 60));
 
-    // +59 s: every operation is still locked.
+    // +59 s: still locked. The burn is mined at exactly +59 s and fails; `eth_call` at that block
+    // (anvil runs it with the block's timestamp) gives the reason for burn, mint and swap alike.
     let half = synth_out / U256::from(2u64);
     set_next_timestamp(&user.p, t0 + 59).await;
-    call_reverts(s.mint(xau, e6(1)).from(user.addr()), "LOCKED", "mint at +59 s").await;
-    call_reverts(s.swap(xau, eur, half).from(user.addr()), "LOCKED", "swap at +59 s").await;
-    let r = reverts(user, s.burn(xau, half), "LOCKED", "burn at +59 s").await;
+    let call = s.burn(xau, half).from(user.addr()).gas(GAS);
+    let r = mined(call.send().await.expect("send burn at +59 s")).await;
+    assert!(!r.status(), "burn at +59 s succeeded");
     assert_eq!(block_time(&user.p, &r).await, t0 + 59, "the refusal was mined at +59 s");
+    let at59 = BlockId::number(r.block_number.expect("block number"));
+    call_reverts(call.block(at59), "LOCKED", "burn at +59 s").await;
+    call_reverts(s.mint(xau, e6(1)).from(user.addr()).block(at59), "LOCKED", "mint at +59 s").await;
+    call_reverts(s.swap(xau, eur, half).from(user.addr()).block(at59), "LOCKED", "swap at +59 s")
+        .await;
 
     // +60 s: burn half at 30 bps (healthy stress): gross = ⌊s·p/1e36⌋, fee = ⌈gross·30/1e4⌉.
     let (gross, burn_fee) = (U256::from(4_984_999_999u64), U256::from(14_955_000u64));
@@ -576,7 +590,9 @@ async fn synth_mint_burn_swap_exact_with_the_60s_settlement_lock() {
     let (swap_out, swap_fee) = (u("4601893518518518516388"), u("5643396226415095"));
     let eur_debt = U256::from(4_970_045_000u64);
     ok(so.setDebtCap(eur, eur_debt - U256::from(1u64)), "EUR cap one below").await;
+    // (An empty block at +60 s, so `eth_call` sees the lock over too.)
     set_next_timestamp(&user.p, t1 + 60).await;
+    user.p.evm_mine(None).await.expect("evm_mine");
     reverts(user, s.swap(xau, eur, rest), "CAP", "swap into EUR above its cap").await;
     ok(so.setDebtCap(eur, eur_debt), "EUR cap exactly the debt").await;
     let q = s.quoteSwap(xau, eur, rest).call().await.unwrap();
@@ -901,19 +917,13 @@ async fn bridge_contract_capacity_fee_relayer_delay_once_and_reserve() {
     reverts(&relayer, release(locked.id, net, locked.timestamp), "TOO_EARLY", "before the delay")
         .await;
 
-    // Delay 1 s: wait until the destination clock passes lockedAt + 1, then release once.
+    // Delay 1 s. anvil stamps a block with the wall clock (no block without a transaction here), so
+    // once the wall clock reaches lockedAt + 1 of both locks, the next release is past the delay.
     ok(db.setDelay(1), "setDelay").await;
-    let started = Instant::now();
-    loop {
-        let call = release(locked.id, net, locked.timestamp).from(relayer.addr()).gas(GAS);
-        match call.call_raw().await {
-            Ok(_) => break,
-            Err(e) => {
-                let why = e.as_revert_data().map(|d| reason(&d)).unwrap_or_else(|| e.to_string());
-                assert_eq!(why, "TOO_EARLY", "only the delay may hold a release");
-            }
-        }
-        assert!(started.elapsed() < Duration::from_secs(15), "delay never passed");
+    let due = locked.timestamp.max(locked2.timestamp) + 1;
+    // Other tests may have pushed chain 138's clock a little ahead of the wall clock.
+    assert!(due <= unix_now() + 60, "chain 138's clock runs far ahead: lockedAt {due}");
+    while unix_now() < due {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let r = ok(release(locked.id, net, locked.timestamp), "release").await;
@@ -922,7 +932,8 @@ async fn bridge_contract_capacity_fee_relayer_delay_once_and_reserve() {
         (ev.srcChainId, ev.id, ev.token, ev.recipient, ev.amount),
         (from, locked.id, dst_token, recipient, net)
     );
-    assert!(block_time(&relayer.p, &r).await >= locked.timestamp + 1);
+    // Mined at or after lockedAt + 1 (the delay).
+    assert!(block_time(&relayer.p, &r).await > locked.timestamp);
     assert_eq!(token_balance(&relayer.p, dst_token, recipient).await, net);
     assert!(db.released(from, locked.id).call().await.unwrap());
     reverts(&relayer, release(locked.id, net, locked.timestamp), "DONE", "second release").await;
@@ -968,6 +979,10 @@ async fn devnet_relayer_delivers_a_lock_from_138_to_alltra() {
     assert_eq!(locked.recipient, me.addr());
     assert_eq!(balance(c138, "cUSDT", me.addr()).await, U256::ZERO);
 
+    // The relayer cannot release before the destination clock reaches lockedAt + delay; if another
+    // test pushed chain 138's clock ahead of the wall clock, that skew adds to the 20 s budget.
+    let skew = locked.timestamp.saturating_sub(unix_now());
+    let budget = Duration::from_secs(20 + skew);
     let started = Instant::now();
     loop {
         let now = balance(alltra, "cUSDT", me.addr()).await;
@@ -976,8 +991,8 @@ async fn devnet_relayer_delivers_a_lock_from_138_to_alltra() {
             break;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the relayer did not release lock {} within 20 s",
+            started.elapsed() < budget,
+            "the relayer did not release lock {} within {budget:?} (chain 138 skew {skew} s)",
             locked.id
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
