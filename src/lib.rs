@@ -34,3 +34,4 @@ pub mod config;
 pub mod contracts;
 pub mod devnet;
 pub mod evm;
+pub mod venues;

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Compiles fixtures/contracts/**/*.sol with the pinned solcjs and writes one artifact per deployable
-// contract to fixtures/artifacts/<Name>.json (ABI, creation and runtime bytecode, compiler version and
-// settings), plus fixtures/artifacts/build-info.json.
+// contract to fixtures/artifacts/<Name>.json (ABI, creation and runtime bytecode, storage layout,
+// compiler version and settings), plus fixtures/artifacts/build-info.json.
 //
 //   node tools/compile.mjs           write the artifacts
 //   node tools/compile.mjs --check   recompile in memory; exit 1 naming every artifact that differs
@@ -25,7 +25,7 @@ export const SETTINGS = {
   viaIR: false,
   metadata: { bytecodeHash: 'none', appendCBOR: false },
   outputSelection: {
-    '*': { '*': ['abi', 'evm.bytecode.object', 'evm.deployedBytecode.object'] },
+    '*': { '*': ['abi', 'evm.bytecode.object', 'evm.deployedBytecode.object', 'storageLayout'] },
   },
 }
 
@@ -72,6 +72,7 @@ for (const [sourceName, contracts] of Object.entries(output.contracts || {})) {
       abi: c.abi,
       bytecode: '0x' + bytecode,
       deployedBytecode: '0x' + c.evm.deployedBytecode.object,
+      storageLayout: c.storageLayout,
     }
   }
 }

@@ -179,3 +179,12 @@ impl Venue for Pool {
         dispatch!(self, v => v.mid_price())
     }
 }
+
+/// The minimum output of a hop under a slippage cap: `quote × (10,000 − max_slippage_bps) / 10,000`,
+/// rounded down. A cap of 10,000 bps or more gives 0.
+pub fn min_out(quote: U256, max_slippage_bps: u32) -> U256 {
+    if max_slippage_bps >= 10_000 {
+        return U256::ZERO;
+    }
+    quote.saturating_mul(U256::from(10_000 - max_slippage_bps)) / U256::from(10_000u32)
+}

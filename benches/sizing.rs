@@ -1,0 +1,5 @@
+//! Placeholder bench (work in progress).
+
+#![allow(missing_docs)]
+
+fn main() {}
