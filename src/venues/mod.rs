@@ -99,7 +99,14 @@ impl VenueError {
     /// Whether the refusal is about this trade only (a different size or a later block may pass),
     /// as opposed to a state the venue cannot be traded in at all.
     pub const fn is_size_dependent(&self) -> bool {
-        matches!(self, Self::ZeroInput | Self::OverReserves | Self::ZeroOutput | Self::Overflow | Self::OverCap)
+        matches!(
+            self,
+            Self::ZeroInput
+                | Self::OverReserves
+                | Self::ZeroOutput
+                | Self::Overflow
+                | Self::OverCap
+        )
     }
 }
 
