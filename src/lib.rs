@@ -34,4 +34,5 @@ pub mod config;
 pub mod contracts;
 pub mod devnet;
 pub mod evm;
+pub mod routes;
 pub mod venues;

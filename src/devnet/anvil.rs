@@ -219,7 +219,7 @@ fn read_banner(
 }
 
 /// Finds the anvil binary: `$CANTILEVER_ANVIL` (when set, only there), then the copy pinned in `tools/node_modules`
-/// (installed by `npm ci --prefix tools`), then `anvil` on `PATH`.
+/// (installed by `npm install --prefix tools`), then `anvil` on `PATH`.
 ///
 /// # Errors
 /// [`DevnetError::AnvilNotFound`] naming every place that was looked at.

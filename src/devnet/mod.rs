@@ -22,9 +22,9 @@ pub use scenario::Scenario;
 /// Devnet failures. Each names what failed and where.
 #[derive(Debug, thiserror::Error)]
 pub enum DevnetError {
-    /// No anvil binary: install the pinned one with `npm ci --prefix tools`.
+    /// No anvil binary: install the pinned one with `npm install --prefix tools`.
     #[error(
-        "anvil not found (looked at {0}); install the pinned copy with `npm ci --prefix tools`"
+        "anvil not found (looked at {0}); install the pinned copy with `npm install --prefix tools`"
     )]
     AnvilNotFound(String),
     /// anvil did not start.

@@ -22,8 +22,11 @@
 use alloy::primitives::{Address, U256};
 
 pub mod bridge;
+pub mod fetch;
 pub mod pmm;
 pub mod synth;
+#[cfg(test)]
+pub(crate) mod testkit;
 pub mod v2;
 pub mod vault;
 

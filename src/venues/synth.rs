@@ -22,7 +22,12 @@ impl Venue for SynthMarket {
         Err(VenueError::Unsupported)
     }
 
-    fn apply(&mut self, _side: Side, _amount_in: U256, _ctx: &QuoteCtx) -> Result<Quote, VenueError> {
+    fn apply(
+        &mut self,
+        _side: Side,
+        _amount_in: U256,
+        _ctx: &QuoteCtx,
+    ) -> Result<Quote, VenueError> {
         Err(VenueError::Unsupported)
     }
 

@@ -13,7 +13,7 @@ fn artifacts_match_a_fresh_compile() {
         .expect("node must be installed to recompile the fixture contracts");
     assert!(
         out.status.success(),
-        "recompiling fixtures/contracts does not reproduce fixtures/artifacts (run `npm ci --prefix tools && node tools/compile.mjs`):\n{}{}",
+        "recompiling fixtures/contracts does not reproduce fixtures/artifacts (run `npm install --prefix tools && node tools/compile.mjs`):\n{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );

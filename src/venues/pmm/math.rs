@@ -1,0 +1,239 @@
+//! DecimalMath and DODOMath in `U256`, step for step as the PMM contracts compute them (DOMAIN §1.1,
+//! §1.3), so every result equals the contract's to the wei.
+//!
+//! Each function mirrors one Solidity function of `fixtures/contracts/pmm/lib/` (checked 0.8
+//! arithmetic, same evaluation order). Wherever the contract reverts, these return an error:
+//! - arithmetic overflow, underflow or division by zero (a Solidity panic): [`VenueError::Overflow`];
+//! - `"TARGET_IS_ZERO"` (the paying side has no target, i.e. no liquidity): [`VenueError::NoLiquidity`];
+//! - `"DODOMath: should not be zero"` (a degenerate quadratic): [`VenueError::ZeroOutput`].
+//!
+//! Nothing here panics on any input.
+
+use alloy::primitives::U256;
+
+use crate::venues::VenueError;
+
+/// 1.0 in 18-decimal fixed point.
+pub const ONE: U256 = U256::from_limbs([1_000_000_000_000_000_000, 0, 0, 0]);
+/// 1.0 squared (1e36).
+pub const ONE2: U256 = U256::from_limbs([0xb34b_9f10_0000_0000, 0x00c0_97ce_7bc9_0715, 0, 0]);
+
+const TWO: U256 = U256::from_limbs([2, 0, 0, 0]);
+const FOUR: U256 = U256::from_limbs([4, 0, 0, 0]);
+const U112_MAX: U256 = U256::from_limbs([u64::MAX, (1 << 48) - 1, 0, 0]);
+
+/// Result of a checked step.
+pub type MathResult = Result<U256, VenueError>;
+
+/// `a + b`, or [`VenueError::Overflow`].
+#[inline(always)]
+pub fn add(a: U256, b: U256) -> MathResult {
+    a.checked_add(b).ok_or(VenueError::Overflow)
+}
+
+/// `a − b`, or [`VenueError::Overflow`] on underflow.
+#[inline(always)]
+pub fn sub(a: U256, b: U256) -> MathResult {
+    a.checked_sub(b).ok_or(VenueError::Overflow)
+}
+
+/// `a · b`, or [`VenueError::Overflow`].
+#[inline(always)]
+pub fn mul(a: U256, b: U256) -> MathResult {
+    a.checked_mul(b).ok_or(VenueError::Overflow)
+}
+
+/// `⌊a / b⌋`, or [`VenueError::Overflow`] when `b = 0` (Solidity's division panic).
+#[inline(always)]
+pub fn div(a: U256, b: U256) -> MathResult {
+    a.checked_div(b).ok_or(VenueError::Overflow)
+}
+
+/// `⌈a / b⌉` on plain integers (DecimalMath.divCeilRaw).
+#[inline]
+pub fn div_ceil_raw(a: U256, b: U256) -> MathResult {
+    let q = div(a, b)?;
+    if a % b == U256::ZERO { Ok(q) } else { add(q, U256::ONE) }
+}
+
+/// `⌊a · b / 1e18⌋` (DecimalMath.mulFloor).
+#[inline]
+pub fn mul_floor(a: U256, b: U256) -> MathResult {
+    Ok(mul(a, b)? / ONE)
+}
+
+/// `⌈a · b / 1e18⌉` (DecimalMath.mulCeil).
+#[inline]
+pub fn mul_ceil(a: U256, b: U256) -> MathResult {
+    div_ceil_raw(mul(a, b)?, ONE)
+}
+
+/// `⌊a · 1e18 / b⌋` (DecimalMath.divFloor).
+#[inline]
+pub fn div_floor(a: U256, b: U256) -> MathResult {
+    div(mul(a, ONE)?, b)
+}
+
+/// `⌈a · 1e18 / b⌉` (DecimalMath.divCeil).
+#[inline]
+pub fn div_ceil(a: U256, b: U256) -> MathResult {
+    div_ceil_raw(mul(a, ONE)?, b)
+}
+
+/// `⌊1e36 / a⌋`: the reciprocal of an 18-decimal value (DecimalMath.reciprocalFloor).
+#[inline]
+pub fn reciprocal_floor(a: U256) -> MathResult {
+    div(ONE2, a)
+}
+
+/// Whether `x` fits the contracts' `uint112` reserve and target slots.
+#[inline]
+pub fn fits_u112(x: U256) -> bool {
+    x <= U112_MAX
+}
+
+/// The contract's square root, exactly as `DODOMath.sqrt` iterates it: Babylonian steps from
+/// `z = x/2 + 1`. This is `⌊√x⌋` for every `x` except `x = 2`, where the iteration never moves and
+/// returns 2. Up to ~130 divisions: the reference for [`sqrt`], not for the hot path.
+pub fn sqrt_babylonian(x: U256) -> U256 {
+    // No step overflows: z starts at x/2 + 1 and never falls below ⌊√x⌋, so x/z ≤ z + 1 and
+    // x/z + z ≤ 2^255 + 1 at the largest x (ruint operators wrap; they never panic).
+    let mut z = (x >> 1) + U256::ONE;
+    let mut y = x;
+    while z < y {
+        y = z;
+        z = ((x / z) + z) >> 1;
+    }
+    y
+}
+
+/// `DODOMath.sqrt(x)` computed fast: an integer seed from the top 128 bits (`u128::isqrt`), then
+/// Newton steps from above, which land on `⌊√x⌋` in two or three divisions. Equal to
+/// [`sqrt_babylonian`] for every input, including its `sqrt(2) = 2` quirk (property-tested).
+#[inline]
+pub fn sqrt(x: U256) -> U256 {
+    if x == TWO {
+        return TWO; // the contract's iteration starts and stays at 2
+    }
+    let bits = x.bit_len();
+    if bits <= 128 {
+        return U256::from(x.to::<u128>().isqrt());
+    }
+    // Shift by an even amount so the top part has 127 or 128 bits; its root r has ≥ 63 bits and
+    // ⌊√x⌋ ∈ [r·2^h, (r+1)·2^h), h = shift/2.
+    let shift = (bits - 127) & !1;
+    let top = (x >> shift).to::<u128>();
+    let r = top.isqrt();
+    // (r + 1)·2^h ≥ √x: Newton from above decreases monotonically to ⌊√x⌋.
+    let mut y = U256::from(r + 1) << (shift / 2);
+    loop {
+        let z = ((x / y) + y) >> 1;
+        if z >= y {
+            return y;
+        }
+        y = z;
+    }
+}
+
+/// GeneralIntegrate: the output when the V-side moves from `v2` up to `v1` (`v0 ≥ v1 ≥ v2 > 0`),
+/// `i·(v1 − v2)·(1 − k + k·v0²/(v1·v2))`, rounded down (DOMAIN §1.3a).
+///
+/// # Errors
+/// [`VenueError::NoLiquidity`] when `v0 = 0` ("TARGET_IS_ZERO"); [`VenueError::Overflow`] when a
+/// checked step fails (including `v1 < v2` and `k > 1e18`).
+#[inline]
+pub fn general_integrate(v0: U256, v1: U256, v2: U256, i: U256, k: U256) -> MathResult {
+    if v0.is_zero() {
+        return Err(VenueError::NoLiquidity);
+    }
+    let fair = mul(i, sub(v1, v2)?)?;
+    if k.is_zero() {
+        return Ok(fair / ONE);
+    }
+    let t = div_floor(div(mul(v0, v0)?, v1)?, v2)?;
+    let penalty = mul_floor(k, t)?;
+    Ok(mul(add(sub(ONE, k)?, penalty)?, fair)? / ONE2)
+}
+
+/// SolveQuadraticForTrade: the output `v1 − v2` when `delta` of the other asset is sold at price `i`
+/// and the V-side falls from `v1` to `v2`, with `i·delta = (v1 − v2)·(1 − k + k·v0²/(v1·v2))`
+/// (DOMAIN §1.3b). `v2` is rounded up so the output rounds down; a root above `v1` gives 0.
+/// `k = 0` gives `min(mulFloor(i, delta), v1)`; `k = 1e18` the closed form `v1·t/(t + 1e18)`.
+///
+/// # Errors
+/// [`VenueError::NoLiquidity`] when `v0 = 0`; [`VenueError::ZeroOutput`] when the numerator of the
+/// root is 0 ("DODOMath: should not be zero"); [`VenueError::Overflow`] when a checked step fails.
+#[inline]
+pub fn solve_quadratic_for_trade(v0: U256, v1: U256, delta: U256, i: U256, k: U256) -> MathResult {
+    if v0.is_zero() {
+        return Err(VenueError::NoLiquidity);
+    }
+    if delta.is_zero() {
+        return Ok(U256::ZERO);
+    }
+    if k.is_zero() {
+        let flat = mul_floor(i, delta)?;
+        return Ok(flat.min(v1));
+    }
+    if k == ONE {
+        let idelta = mul(i, delta)?;
+        let t = if idelta.is_zero() {
+            U256::ZERO
+        } else {
+            match idelta.checked_mul(v1) {
+                Some(prod) => div(prod, mul(v0, v0)?)?,
+                None => div(mul(div(mul(delta, v1)?, v0)?, i)?, v0)?,
+            }
+        };
+        return div(mul(v1, t)?, add(t, ONE)?);
+    }
+
+    let part2 = add(mul(div(mul(k, v0)?, v1)?, v0)?, mul(i, delta)?)?;
+    let one_minus_k = sub(ONE, k)?;
+    let mut b_abs = mul(one_minus_k, v1)?;
+    let b_positive = if b_abs >= part2 {
+        b_abs -= part2;
+        false
+    } else {
+        b_abs = part2 - b_abs;
+        true
+    };
+    b_abs /= ONE;
+
+    let four_ac = mul_floor(mul(FOUR, one_minus_k)?, mul(mul_floor(k, v0)?, v0)?)?;
+    let sq = sqrt(add(mul(b_abs, b_abs)?, four_ac)?);
+    let numerator = if b_positive { sub(sq, b_abs)? } else { add(b_abs, sq)? };
+    if numerator.is_zero() {
+        return Err(VenueError::ZeroOutput);
+    }
+    let v2_new = div_ceil(numerator, mul(TWO, one_minus_k)?)?;
+    Ok(v1.checked_sub(v2_new).unwrap_or(U256::ZERO))
+}
+
+/// SolveQuadraticForTarget: the target `v0` such that selling `delta` at price `i` brings the
+/// V-side from `v1` back to `v0`: `v1·(1 + (√(1 + 4k·i·delta/v1) − 1)/(2k))` (DOMAIN §1.3c).
+/// `k = 0` gives `v1 + mulFloor(i, delta)`; otherwise `v1 = 0` gives 0. When `4k·i·delta` overflows,
+/// `(4k·i / v1)·delta` is used, as the contract does.
+///
+/// # Errors
+/// [`VenueError::Overflow`] when a checked step fails.
+#[inline]
+pub fn solve_quadratic_for_target(v1: U256, delta: U256, i: U256, k: U256) -> MathResult {
+    if k.is_zero() {
+        return add(v1, mul_floor(i, delta)?);
+    }
+    if v1.is_zero() {
+        return Ok(U256::ZERO);
+    }
+    let ki = mul(mul(FOUR, k)?, i)?;
+    let sq = if ki.is_zero() {
+        ONE
+    } else {
+        match ki.checked_mul(delta) {
+            Some(prod) => sqrt(add(prod / v1, ONE2)?),
+            None => sqrt(add(mul(ki / v1, delta)?, ONE2)?),
+        }
+    };
+    let premium = add(div_floor(sub(sq, ONE)?, mul(k, TWO)?)?, ONE)?;
+    mul_floor(v1, premium)
+}
