@@ -22,17 +22,26 @@
 //! ## Modules in this build
 //! - [`config`]: typed, validated TOML configuration; every error names file, key and reason, and a
 //!   secret pasted into the file is refused without being echoed.
+//! - [`venues`]: exact native math for every venue family (DODO PMM, Uniswap V2, reserve vault,
+//!   synthetic swap, bridge) behind the [`venues::Pool`] enum, state decoding by batched view calls,
+//!   executor hop encoding; equal to the contracts to the wei (property-tested against revm).
+//! - [`routes`]: cyclic routes over dense pool indices and their sizing (closed forms where they
+//!   exist, an integer bracketed search on the concave profit curve otherwise).
+//! - [`quote`]: `cantilever quote`, a venue quoted natively and by its own code in revm on the same
+//!   block's state.
+//! - [`evm`]: a local revm chain (deploy, call, view) used by the tests, benches and `quote`.
 //! - [`contracts`]: alloy `sol!` bindings for our own venue contracts (`fixtures/contracts/`), built
 //!   from the committed, reproducibly compiled artifacts.
 //! - [`devnet`]: two anvil chains (138 and 651940) on loopback with a scenario deployed and a bridge
 //!   relayer; the harness of the integration tests and `cantilever devnet`.
 //!
-//! The stages of the pipeline (ingest, state, venues, routes, sim, risk, exec, ledger, telemetry)
-//! arrive as modules of their own as they are built.
+//! The remaining stages of the pipeline (ingest, state, sim, risk, exec, ledger, telemetry) arrive
+//! as modules of their own as they are built.
 
 pub mod config;
 pub mod contracts;
 pub mod devnet;
 pub mod evm;
+pub mod quote;
 pub mod routes;
 pub mod venues;

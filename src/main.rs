@@ -2,7 +2,12 @@
 
 use std::{path::PathBuf, process::ExitCode};
 
-use cantilever::devnet::{Devnet, DevnetOptions, Scenario};
+use alloy::primitives::{Address, U256};
+use cantilever::{
+    devnet::{Devnet, DevnetOptions, Scenario, deploy::asset_id},
+    quote::{QuoteKind, QuoteRequest},
+    venues::Side,
+};
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
@@ -30,6 +35,15 @@ enum LogFormat {
     Json,
 }
 
+/// Trade direction on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum SideArg {
+    /// Pay base, receive quote.
+    SellBase,
+    /// Pay quote, receive base.
+    SellQuote,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Start a local two-chain devnet (Chain 138 and Alltra 651940 on anvil) with a scenario deployed,
@@ -44,6 +58,34 @@ enum Command {
         /// Bind each chain to a free port instead of the scenario's ports.
         #[arg(long)]
         any_port: bool,
+    },
+    /// Quote a trade on one venue two ways — cantilever's native math and the venue's own code
+    /// executed in revm on the same block's state — and print both as JSON with whether they agree.
+    Quote {
+        /// HTTP JSON-RPC endpoint of the node to read from.
+        #[arg(long, value_name = "URL")]
+        rpc: String,
+        /// The venue's address.
+        #[arg(long, value_name = "ADDRESS")]
+        pool: Address,
+        /// The venue's kind.
+        #[arg(long, value_enum)]
+        kind: QuoteKind,
+        /// Direction: sell-base pays base for quote, sell-quote pays quote for base.
+        #[arg(long, value_enum)]
+        side: SideArg,
+        /// Input in raw token units (an integer, no decimals).
+        #[arg(long, value_name = "RAW")]
+        amount: U256,
+        /// The trader whose maintainer fee and settlement lock apply (default: the zero address).
+        #[arg(long, value_name = "ADDRESS")]
+        trader: Option<Address>,
+        /// Block to read the state at (default: the node's latest).
+        #[arg(long, value_name = "N")]
+        block: Option<u64>,
+        /// Synthetic asset name (for --kind synth), e.g. XAU.
+        #[arg(long, value_name = "NAME")]
+        asset: Option<String>,
     },
     /// Validate a configuration file: print every error with file, key and reason; exit non-zero on
     /// any error. Secrets found in the file are named by key, never printed.
@@ -60,6 +102,27 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { file } => cantilever::config::check_config_command(&file),
         Command::Devnet { scenario, out, any_port } => run_async(devnet(scenario, out, any_port)),
+        Command::Quote { rpc, pool, kind, side, amount, trader, block, asset } => {
+            let side = match side {
+                SideArg::SellBase => Side::SellBase,
+                SideArg::SellQuote => Side::SellQuote,
+            };
+            let req = QuoteRequest {
+                rpc,
+                pool,
+                kind,
+                side,
+                amount,
+                trader: trader.unwrap_or(Address::ZERO),
+                block,
+                asset: asset.as_deref().map(asset_id),
+            };
+            run_async(async move {
+                let report = cantilever::quote::run(req).await?;
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                Ok(())
+            })
+        }
     }
 }
 

@@ -100,10 +100,10 @@ fn default_toml_passes_check_file() {
     assert_eq!(cfg.chains.len(), 2);
     let c138 = cfg.chain("chain138").expect("chain138");
     assert_eq!(c138.chain_id, 138);
-    assert_eq!(c138.ws_url.expose_secret(), "ws://127.0.0.1:8546");
+    assert_eq!(c138.ws_url.expose_secret(), "ws://127.0.0.1:8545");
     assert_eq!(c138.http_url.expose_secret(), "http://127.0.0.1:8545");
     let alltra = cfg.chain_by_id(651_940).expect("alltra");
-    assert_eq!(alltra.ws_url.expose_secret(), "ws://127.0.0.1:9546");
+    assert_eq!(alltra.ws_url.expose_secret(), "ws://127.0.0.1:9545");
     assert_eq!(alltra.http_url.expose_secret(), "http://127.0.0.1:9545");
     assert!(cfg.chains.iter().all(|c| c.submission.mode == SubmissionMode::PublicRpc));
     assert!(cfg.engine.dry_run);

@@ -71,10 +71,9 @@ impl SizingError {
     pub const fn is_retryable(&self) -> bool {
         match self {
             Self::Route(_) | Self::EmptyRange { .. } => false,
-            Self::Venue { error, .. } => !matches!(
-                error,
-                VenueError::InvalidState(_) | VenueError::Unsupported
-            ),
+            Self::Venue { error, .. } => {
+                !matches!(error, VenueError::InvalidState(_) | VenueError::Unsupported)
+            }
         }
     }
 }

@@ -18,9 +18,16 @@
 //! in raw token units ([`U256`]), never floats. Nothing here panics on input; refusals are typed
 //! ([`RouteError`], [`SizingError`], [`VenueError`]), and an unprofitable route sizes to a no-trade
 //! [`SizedTrade`], which is an outcome, not an error.
+//!
+//! Scope: tokens are matched by address, so a route that crosses chains (a bridge leg) relies on
+//! the token graph giving each chain's token its own address. Only a pool visited twice sees the
+//! route's earlier trades; state shared between *different* pools (two synthetic markets of one
+//! contract and trader share its settlement lock and collateral) is not modelled here.
 
 mod error;
 pub mod sizing;
+#[cfg(test)]
+mod tests;
 
 use alloy::primitives::{Address, I256, U256};
 use smallvec::SmallVec;
@@ -103,7 +110,8 @@ impl Route {
         if last.1 != first.0 {
             return Err(RouteError::NotCycle);
         }
-        let revisits = hops.iter().enumerate().any(|(i, h)| hops[i + 1..].iter().any(|g| g.pool == h.pool));
+        let revisits =
+            hops.iter().enumerate().any(|(i, h)| hops[i + 1..].iter().any(|g| g.pool == h.pool));
         Ok(Self { hops: hops.iter().copied().collect(), token: first.0, revisits })
     }
 

@@ -3,37 +3,57 @@
 //! The profit of a cycle of concave venues is concave in its input (each hop's output is concave
 //! and increasing in its input, and so is their composition), up to the venues' integer rounding.
 //! Where the venues refuse an input (too small to pay anything out, past their reserves or caps),
-//! the point is infeasible; the feasible inputs form an interval. [`size`] proceeds in steps:
+//! the point is infeasible; since every hop is monotone, the feasible inputs form an interval.
+//! [`size`] proceeds in steps:
 //!
 //! 1. **Mid-price bound.** At size zero each hop pays at most its mid price, and rates only fall
 //!    with size, so if the product of the hops' mid prices (with a rounding allowance) is at most
 //!    one the route cannot pay, and it is rejected without a single quote.
 //! 2. **Closed form** where one exists, on two distinct pools:
 //!    - two V2 pairs (DOMAIN §2.1, via [`v2::optimal_two_pool_input`](crate::venues::v2));
-//!    - a PMM pool against a constant-price leg (vault, synth, bridge): DOMAIN §1.11 via the PMM
-//!      helper;
-//!    - a V2 pair against a constant-price leg (§2.1 with `E_in = R_in`, `E_out = p·R_out`).
+//!    - a PMM pool against a constant-price leg (reserve vault, bridge leg, a `k = 0` PMM):
+//!      DOMAIN §1.11 via [`PmmPool::optimal_input_vs_price`];
+//!    - a V2 pair against a constant-price leg (§2.1 with `E_in = R_in`, `E_out = ρ·R_out`).
 //!
-//!    The closed-form input is clamped to the limits and then checked on the neighbouring
-//!    integers, climbing while the profit improves; if it is infeasible the search runs instead.
-//! 3. **Bracketed search** otherwise: an integer golden-section search over the exponents of two
-//!    in `[min_in, max_in]` (the profit at `2^e` is unimodal in `e`, so a dozen quotes bracket the
-//!    optimum within a factor of four from any range, even `U256::MAX`), then an integer
-//!    golden-section search inside that bracket down to the wei (or to
-//!    [`SizingLimits::precision_bits`]), then a local integer hill climb. Equal values move the
-//!    bracket right (a flat rounded stretch sits left of the rise). An infeasible probe counts as
-//!    minus infinity; when both probes are infeasible, the refusal says which way to go: "too
-//!    small" (zero input or output) moves the left end up, "too large" (over reserves, overflow,
-//!    over cap) shrinks the bracket from the right.
+//!    The closed-form input is clamped to the limits and checked on the neighbouring integers,
+//!    climbing while the profit improves. If its point is refused, or the climb is still
+//!    improving after a few steps (a capacity the formula does not see), the search runs instead.
+//! 3. **Bracketed search** otherwise:
+//!    - find one feasible input among the powers of two in `[min_in, max_in]` (midpoint first,
+//!      then quarters, eighths, …);
+//!    - integer golden-section search over the exponents (the profit at `2^e` is unimodal in
+//!      `e`, so about a dozen quotes bracket the optimum within a factor of four, even from
+//!      `max_in = U256::MAX`);
+//!    - integer golden-section search inside that bracket, down to the wei (or to
+//!      [`SizingLimits::precision_bits`] of the input);
+//!    - a local one-wei hill climb.
+//!
+//!    Equal values move the bracket right (a flat stretch of a concave curve is its top, and a
+//!    flat rounded stretch of small inputs lies left of the rise). A refused probe counts as minus
+//!    infinity; when both probes are refused, their position relative to a known feasible input
+//!    says which end of the bracket moves (not the kind of refusal: a PMM answers "zero output" to
+//!    absurdly large inputs as well as to tiny ones).
 //!
 //! No float decides an amount: every candidate is evaluated by the venues' exact integer quotes,
-//! and the answer is the best evaluated input. A refusal that no size can change (paused, locked,
-//! no liquidity, invalid state, unsupported) ends the sizing with [`SizingError::Venue`].
+//! and the answer is the best evaluated input (ties go to the smaller input). Paused, locked and
+//! unsupported end the sizing at once with [`SizingError::Venue`]; "no liquidity" and "invalid
+//! state" do only when no input at all is feasible (a DVM answers "no liquidity" past its target).
+//!
+//! Precision: on a non-degenerate route the result is the integer optimum up to the venues' own
+//! rounding; when the true profit is of the order of that rounding (a few raw units of the
+//! route's coarsest token), the curve is noise and the result is any of its high points.
 
-use alloy::primitives::{I256, U256};
+use alloy::primitives::{I256, U256, U512};
 
-use super::{Route, SizingError, run_route, signed_profit};
-use crate::venues::{Pool, QuoteCtx, Side, Venue, VenueError};
+use super::{HopError, Route, SizingError, run_route, signed_profit};
+use crate::venues::{
+    Pool, QuoteCtx, Side, Venue, VenueError,
+    pmm::PmmPool,
+    v2::{self, V2Pair},
+};
+
+/// 1e18, the scale of prices and rates.
+const ONE_E18: u64 = 1_000_000_000_000_000_000;
 
 /// What the sizer may trade: the input range and how finely to resolve the optimum.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,15 +62,17 @@ pub struct SizingLimits {
     pub min_in: U256,
     /// Largest input allowed (capital, desk limit, flash-loan capacity).
     pub max_in: U256,
-    /// The search stops once the bracket is narrower than `input >> precision_bits` (and never
-    /// above the wei for inputs below `2^precision_bits`). Profit near the optimum is flat to
-    /// second order, so 40 bits lose nothing measurable; lower values save quotes.
+    /// The golden-section search stops once its bracket is narrower than
+    /// `input >> precision_bits` (a one-wei climb follows; inputs below `2^precision_bits` are
+    /// resolved to the wei). Near an interior optimum the profit is flat to second order, so the
+    /// default 24 bits (6·10⁻⁸ of the size) cost about 10⁻¹⁴ of the profit, and at most 6·10⁻⁸ of
+    /// it when the optimum is a capacity edge; each extra bit costs about 1.44 quotes.
     pub precision_bits: u32,
 }
 
 impl SizingLimits {
     /// Default [`SizingLimits::precision_bits`].
-    pub const DEFAULT_PRECISION_BITS: u32 = 40;
+    pub const DEFAULT_PRECISION_BITS: u32 = 24;
 
     /// Inputs from `min_in` to `max_in`, default precision.
     pub const fn new(min_in: U256, max_in: U256) -> Self {
@@ -125,16 +147,41 @@ impl SizedTrade {
 /// (`is_profitable()` is false). A profitable one returns the best input found, its exact output
 /// (equal to [`route_output`](super::route_output) at that input) and its profit.
 ///
+/// The mid-price bound runs first, so a route that cannot pay sizes to no trade even when one of
+/// its venues is paused.
+///
 /// # Errors
 /// - [`SizingError::Route`] when a hop names a pool outside `pools`;
 /// - [`SizingError::EmptyRange`] when `min_in > max_in` (and `max_in > 0`);
-/// - [`SizingError::Venue`] when a venue refuses for a reason no size changes (paused, locked,
-///   empty, invalid state, unsupported direction).
+/// - [`SizingError::Venue`] when a venue is paused, locks the trader or does not trade in the
+///   hop's direction (at the first quote), or refuses every input for a reason other than size
+///   (no liquidity, invalid state).
 pub fn size(
     pools: &[Pool],
     route: &Route,
     limits: &SizingLimits,
     ctx: &QuoteCtx,
+) -> Result<SizedTrade, SizingError> {
+    size_with(pools, route, limits, ctx, true)
+}
+
+/// As [`size`] with the closed forms off (the tests compare the two paths).
+#[cfg(test)]
+pub(crate) fn size_by_search(
+    pools: &[Pool],
+    route: &Route,
+    limits: &SizingLimits,
+    ctx: &QuoteCtx,
+) -> Result<SizedTrade, SizingError> {
+    size_with(pools, route, limits, ctx, false)
+}
+
+fn size_with(
+    pools: &[Pool],
+    route: &Route,
+    limits: &SizingLimits,
+    ctx: &QuoteCtx,
+    closed_forms: bool,
 ) -> Result<SizedTrade, SizingError> {
     route.check_indices(pools.len())?;
     if limits.max_in.is_zero() {
@@ -148,35 +195,35 @@ pub fn size(
     if mid_price_bound_rejects(pools, route) {
         return Ok(SizedTrade::no_trade(SizingMethod::MidPriceBound, 0));
     }
-    let mut ev = Evaluator::new(pools, route, ctx);
-    if let Some((guess, method)) = closed_form(pools, route) {
-        if let Some(sized) = refine_closed_form(&mut ev, guess, lo, hi, method)? {
-            return Ok(sized);
-        }
+    let mut ev = Evaluator::new(|x| run_route(pools, route, x, ctx, |_, _| ()));
+    if let Some((guess, method)) = closed_form(pools, route).filter(|_| closed_forms)
+        && let Some(sized) = refine_closed_form(&mut ev, guess, lo, hi, method)?
+    {
+        return Ok(sized);
     }
     search(&mut ev, lo, hi, limits.precision_bits)?;
-    Ok(ev.finish(SizingMethod::Search))
+    ev.finish(SizingMethod::Search)
 }
 
 // ------------------------------------------------------------------------------------------------
 // Evaluation
 
-/// One evaluated input: its profit, or which side of the feasible interval it lies on.
+/// One evaluated input: its profit, or refused. Which side of the feasible interval a refused
+/// input lies on follows from any feasible input (the feasible inputs form an interval), not from
+/// the kind of refusal: a venue may answer "zero output" to an absurdly large input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Point {
     /// Feasible, with this profit.
     Value(I256),
-    /// Refused as too small (zero input or output somewhere on the route).
-    TooSmall,
-    /// Refused as too large (over reserves, over a cap, overflow).
-    TooLarge,
+    /// Refused by a venue (or the profit does not fit 255 bits).
+    Infeasible,
 }
 
 impl Point {
     const fn value(self) -> Option<I256> {
         match self {
             Self::Value(v) => Some(v),
-            Self::TooSmall | Self::TooLarge => None,
+            Self::Infeasible => None,
         }
     }
 }
@@ -190,42 +237,51 @@ struct Best {
 }
 
 const MEMO: usize = 8;
+/// Most one-wei steps of the final climb in each direction.
+const CLIMB_STEPS: u32 = 16;
 
-/// Evaluates the route, counts evaluations, remembers the best point and the last few answers.
-struct Evaluator<'a> {
-    pools: &'a [Pool],
-    route: &'a Route,
-    ctx: &'a QuoteCtx,
+/// The route as a function of its input: its output, or the refusing hop.
+trait RouteFn: FnMut(U256) -> Result<U256, HopError> {}
+impl<F: FnMut(U256) -> Result<U256, HopError>> RouteFn for F {}
+
+/// Evaluates the route (`route(amount_in)` gives its output), counts evaluations, remembers the
+/// best point, the first refusal that is not about size, and the last few answers.
+struct Evaluator<F> {
+    route: F,
     evaluations: u32,
     best: Option<Best>,
+    /// First refusal of a kind that no size should fix (no liquidity, invalid state), reported
+    /// if no input at all turns out feasible.
+    stuck: Option<(usize, VenueError)>,
     memo: [(U256, Point); MEMO],
     memo_len: usize,
     memo_next: usize,
 }
 
-impl<'a> Evaluator<'a> {
-    fn new(pools: &'a [Pool], route: &'a Route, ctx: &'a QuoteCtx) -> Self {
+impl<F: RouteFn> Evaluator<F> {
+    fn new(route: F) -> Self {
         Self {
-            pools,
             route,
-            ctx,
             evaluations: 0,
             best: None,
-            memo: [(U256::ZERO, Point::TooSmall); MEMO],
+            stuck: None,
+            memo: [(U256::ZERO, Point::Infeasible); MEMO],
             memo_len: 0,
             memo_next: 0,
         }
     }
 
+    /// Profit at `amount_in`. Ends the sizing on a refusal that holds whatever the size (paused,
+    /// locked, unsupported direction).
     fn eval(&mut self, amount_in: U256) -> Result<Point, SizingError> {
         if let Some((_, p)) = self.memo[..self.memo_len].iter().find(|(x, _)| *x == amount_in) {
             return Ok(*p);
         }
         self.evaluations = self.evaluations.saturating_add(1);
         let point = if amount_in.is_zero() {
-            Point::TooSmall
+            Point::Infeasible
         } else {
-            match run_route(self.pools, self.route, amount_in, self.ctx, |_, _| ()) {
+            match (self.route)(amount_in) {
                 Ok(amount_out) => match signed_profit(amount_in, amount_out) {
                     Some(profit) => {
                         let better = self.best.is_none_or(|b| {
@@ -236,17 +292,22 @@ impl<'a> Evaluator<'a> {
                         }
                         Point::Value(profit)
                     }
-                    None => Point::TooLarge,
+                    None => Point::Infeasible,
                 },
                 Err(e) => match e.error {
-                    VenueError::ZeroInput | VenueError::ZeroOutput => Point::TooSmall,
-                    VenueError::OverReserves | VenueError::Overflow | VenueError::OverCap => {
-                        Point::TooLarge
+                    VenueError::Paused | VenueError::Locked { .. } | VenueError::Unsupported
+                        if !e.revisited =>
+                    {
+                        return Err(SizingError::Venue { hop: e.hop, error: e.error });
                     }
-                    // A pool traded twice can run dry (or otherwise refuse) because of the first
-                    // visit: that depends on size.
-                    _ if e.revisited => Point::TooLarge,
-                    error => return Err(SizingError::Venue { hop: e.hop, error }),
+                    error => {
+                        // "No liquidity" can be a size matter too (a DVM past its target), and a
+                        // pool traded twice can run dry because of the first visit.
+                        if !error.is_size_dependent() && !e.revisited && self.stuck.is_none() {
+                            self.stuck = Some((e.hop, error));
+                        }
+                        Point::Infeasible
+                    }
                 },
             }
         };
@@ -256,26 +317,37 @@ impl<'a> Evaluator<'a> {
         Ok(point)
     }
 
-    /// The outcome: the best point if it pays, otherwise no trade.
-    fn finish(&self, method: SizingMethod) -> SizedTrade {
-        match self.best {
-            Some(b) if b.profit > I256::ZERO => SizedTrade {
+    /// The outcome: the best point if it pays, otherwise no trade; an error when no input was
+    /// feasible and a venue refused for a reason other than size.
+    fn finish(&self, method: SizingMethod) -> Result<SizedTrade, SizingError> {
+        match (self.best, &self.stuck) {
+            (Some(b), _) if b.profit > I256::ZERO => Ok(SizedTrade {
                 amount_in: b.amount_in,
                 amount_out: b.amount_out,
                 profit: b.profit.unsigned_abs(),
                 method,
                 evaluations: self.evaluations,
-            },
-            _ => SizedTrade::no_trade(method, self.evaluations),
+            }),
+            (None, Some((hop, error))) => {
+                Err(SizingError::Venue { hop: *hop, error: error.clone() })
+            }
+            _ => Ok(SizedTrade::no_trade(method, self.evaluations)),
         }
     }
 
     /// Climbs from the best point by one wei in each direction while the profit strictly improves.
-    fn climb(&mut self, lo: U256, hi: U256) -> Result<(), SizingError> {
-        const STEPS: usize = 16;
+    /// Returns false when a direction was still improving after [`CLIMB_STEPS`] steps.
+    fn climb(&mut self, lo: U256, hi: U256) -> Result<bool, SizingError> {
+        let mut settled = true;
         for up in [true, false] {
-            for _ in 0..STEPS {
-                let Some(best) = self.best else { return Ok(()) };
+            let mut steps = 0;
+            loop {
+                let Some(best) = self.best else { return Ok(true) };
+                if steps == CLIMB_STEPS {
+                    settled = false;
+                    break;
+                }
+                steps += 1;
                 let next = if up {
                     if best.amount_in >= hi {
                         break;
@@ -293,7 +365,7 @@ impl<'a> Evaluator<'a> {
                 }
             }
         }
-        Ok(())
+        Ok(settled)
     }
 }
 
@@ -305,31 +377,8 @@ impl<'a> Evaluator<'a> {
 const MAX_ITERATIONS: u32 = 400;
 /// Brackets this narrow are scanned point by point.
 const SCAN_WIDTH: u64 = 4;
-
-/// What one golden-section run saw, in its own domain.
-#[derive(Clone, Copy, Debug, Default)]
-struct Golden {
-    /// Best feasible domain point and its profit.
-    best: Option<(U256, I256)>,
-    /// Largest domain point refused as too small.
-    small_max: Option<U256>,
-    /// Smallest domain point refused as too large.
-    large_min: Option<U256>,
-}
-
-impl Golden {
-    fn record(&mut self, d: U256, p: Point) {
-        match p {
-            Point::Value(v) => {
-                if self.best.is_none_or(|(bd, bv)| v > bv || (v == bv && d < bd)) {
-                    self.best = Some((d, v));
-                }
-            }
-            Point::TooSmall => self.small_max = Some(self.small_max.map_or(d, |s| s.max(d))),
-            Point::TooLarge => self.large_min = Some(self.large_min.map_or(d, |s| s.min(d))),
-        }
-    }
-}
+/// Most probes spent looking for a first feasible exponent.
+const MAX_FEASIBILITY_PROBES: u32 = 72;
 
 /// `w × (1 − 1/φ)` ≈ `0.381966·w`, rounded down, without overflow.
 fn golden_step(w: U256) -> U256 {
@@ -340,19 +389,25 @@ fn golden_step(w: U256) -> U256 {
 }
 
 /// Integer golden-section search for the maximum of the unimodal `d ↦ profit(map(d))` over the
-/// domain `[lo, hi]`, stopping once the bracket is at most `stop(lo)` wide (brackets of
-/// [`SCAN_WIDTH`] or less are scanned).
-fn golden(
-    ev: &mut Evaluator<'_>,
+/// domain `[lo, hi]`, given a feasible domain point `anchor` (refused points left of it are too
+/// small, right of it too large), stopping once the bracket is at most `stop(lo)` wide (brackets
+/// of [`SCAN_WIDTH`] or less are scanned). Returns the best domain point it evaluated.
+fn golden<F: RouteFn>(
+    ev: &mut Evaluator<F>,
     mut lo: U256,
     mut hi: U256,
+    anchor: U256,
     map: impl Fn(U256) -> U256,
     stop: impl Fn(U256) -> U256,
-) -> Result<Golden, SizingError> {
-    let mut seen = Golden::default();
-    let probe = |ev: &mut Evaluator<'_>, seen: &mut Golden, d: U256| {
+) -> Result<Option<U256>, SizingError> {
+    let mut best: Option<(U256, I256)> = None;
+    let probe = |ev: &mut Evaluator<F>, best: &mut Option<(U256, I256)>, d: U256| {
         let p = ev.eval(map(d))?;
-        seen.record(d, p);
+        if let Point::Value(v) = p
+            && best.is_none_or(|(bd, bv)| v > bv || (v == bv && d < bd))
+        {
+            *best = Some((d, v));
+        }
         Ok::<_, SizingError>(p)
     };
     let scan = U256::from(SCAN_WIDTH);
@@ -364,12 +419,12 @@ fn golden(
             break;
         }
         iterations += 1;
-        let fresh = |ev: &mut Evaluator<'_>, seen: &mut Golden| {
+        let fresh = |ev: &mut Evaluator<F>, best: &mut Option<(U256, I256)>| {
             let d = golden_step(w).max(U256::ONE);
             let (a, b) = (lo + d, hi - d);
             let b = if b <= a { a + U256::ONE } else { b };
-            let pa = probe(ev, seen, a)?;
-            let pb = probe(ev, seen, b)?;
+            let pa = probe(ev, best, a)?;
+            let pb = probe(ev, best, b)?;
             Ok::<_, SizingError>((a, pa, b, pb))
         };
         // Reuse the surviving probe: its mirror in the new bracket is the other golden point.
@@ -378,13 +433,13 @@ fn golden(
             Some((c, pc)) if c > lo && c < hi && c - lo >= fifth && hi - c >= fifth => {
                 let m = lo + (hi - c);
                 if m == c {
-                    fresh(ev, &mut seen)?
+                    fresh(ev, &mut best)?
                 } else {
-                    let pm = probe(ev, &mut seen, m)?;
+                    let pm = probe(ev, &mut best, m)?;
                     if m < c { (m, pm, c, pc) } else { (c, pc, m, pm) }
                 }
             }
-            _ => fresh(ev, &mut seen)?,
+            _ => fresh(ev, &mut best)?,
         };
         match (pa.value(), pb.value()) {
             (Some(va), Some(vb)) => {
@@ -398,35 +453,40 @@ fn golden(
                     keep = Some((b, pb));
                 }
             }
+            // Refused right of a feasible point: past the feasible interval.
             (Some(_), None) => {
                 hi = b - U256::ONE;
                 keep = Some((a, pa));
             }
+            // Refused left of a feasible point: before it.
             (None, Some(_)) => {
                 lo = a + U256::ONE;
                 keep = Some((b, pb));
             }
-            (None, None) => match (pa, pb) {
-                (Point::TooLarge, _) => hi = a - U256::ONE,
-                (_, Point::TooSmall) => lo = b + U256::ONE,
-                _ => {
+            // Both refused: the anchor says on which side the feasible interval lies.
+            (None, None) => {
+                if b < anchor {
+                    lo = b + U256::ONE;
+                } else if a > anchor {
+                    hi = a - U256::ONE;
+                } else {
                     lo = a + U256::ONE;
                     hi = b - U256::ONE;
                 }
-            },
+            }
         }
     }
     if lo <= hi && hi - lo <= scan {
         let mut d = lo;
         loop {
-            probe(ev, &mut seen, d)?;
+            probe(ev, &mut best, d)?;
             if d >= hi {
                 break;
             }
             d += U256::ONE;
         }
     }
-    Ok(seen)
+    Ok(best.map(|(d, _)| d))
 }
 
 /// `2^e` clamped to `[lo, hi]` (`e ≥ 256` gives `hi`).
@@ -438,37 +498,74 @@ fn pow2_clamped(e: U256, lo: U256, hi: U256) -> U256 {
     (U256::ONE << e).clamp(lo, hi)
 }
 
+/// A feasible exponent in `[e_lo, e_hi]`: the midpoint first, then the quarter points, the
+/// eighths and so on ([`MAX_FEASIBILITY_PROBES`] at most), then the two ends.
+fn feasible_exponent<F: RouteFn>(
+    ev: &mut Evaluator<F>,
+    e_lo: usize,
+    e_hi: usize,
+    map: impl Fn(U256) -> U256,
+) -> Result<Option<usize>, SizingError> {
+    let span = e_hi - e_lo;
+    let mut tried = [0u64; 5]; // one bit per exponent offset 0..=256
+    let mut probes = 0u32;
+    let mut parts = 2usize;
+    while probes < MAX_FEASIBILITY_PROBES && parts / 2 <= span.max(1) {
+        for j in (1..parts).step_by(2) {
+            let e = e_lo + span * j / parts;
+            let (word, bit) = ((e - e_lo) / 64, (e - e_lo) % 64);
+            if e == e_lo || e == e_hi || tried[word] & (1 << bit) != 0 {
+                continue;
+            }
+            tried[word] |= 1 << bit;
+            probes += 1;
+            if ev.eval(map(U256::from(e)))?.value().is_some() {
+                return Ok(Some(e));
+            }
+            if probes >= MAX_FEASIBILITY_PROBES {
+                break;
+            }
+        }
+        parts *= 2;
+    }
+    for e in [e_lo, e_hi] {
+        if ev.eval(map(U256::from(e)))?.value().is_some() {
+            return Ok(Some(e));
+        }
+    }
+    Ok(None)
+}
+
 /// Golden section over the exponents of two, then linearly inside the winning bracket, then a
 /// local climb; the answer is in `ev.best`.
-fn search(ev: &mut Evaluator<'_>, lo: U256, hi: U256, precision_bits: u32) -> Result<(), SizingError> {
+fn search<F: RouteFn>(
+    ev: &mut Evaluator<F>,
+    lo: U256,
+    hi: U256,
+    precision_bits: u32,
+) -> Result<(), SizingError> {
     // Exponent range: 2^e_lo ≤ lo and 2^e_hi > hi, so the clamped ends are lo and hi.
-    let e_lo = U256::from(lo.bit_len().saturating_sub(1));
-    let e_hi = U256::from(hi.bit_len());
+    let e_lo = lo.bit_len().saturating_sub(1);
+    let e_hi = hi.bit_len();
     let map = |e: U256| pow2_clamped(e, lo, hi);
-    let coarse = golden(ev, e_lo, e_hi, map, |_| U256::ZERO)?;
-    let (l, h) = match coarse.best {
-        Some((e, _)) => {
-            let l = if e > e_lo { map(e - U256::ONE) } else { lo };
-            let h = if e < e_hi { map(e + U256::ONE) } else { hi };
-            (l, h)
-        }
-        // Nothing feasible at a power of two: the feasible inputs, if any, lie strictly between
-        // the largest "too small" and the smallest "too large" exponent.
-        None => match (coarse.small_max, coarse.large_min) {
-            (Some(s), Some(t)) if s < t => {
-                let (l, h) = (map(s) + U256::ONE, map(t).saturating_sub(U256::ONE));
-                if l > h {
-                    return Ok(());
-                }
-                (l, h)
-            }
-            _ => return Ok(()),
+    // A feasible input anchors the search: known already (a closed form's point) or found.
+    let anchor = match ev.best {
+        Some(b) => U256::from(b.amount_in.bit_len().saturating_sub(1).clamp(e_lo, e_hi)),
+        None => match feasible_exponent(ev, e_lo, e_hi, map)? {
+            Some(e) => U256::from(e),
+            None => return Ok(()),
         },
     };
+    let (e_lo, e_hi) = (U256::from(e_lo), U256::from(e_hi));
+    let e = golden(ev, e_lo, e_hi, anchor, map, |_| U256::ZERO)?.unwrap_or(anchor);
+    let l = if e > e_lo { map(e - U256::ONE) } else { lo };
+    let h = if e < e_hi { map(e + U256::ONE) } else { hi };
+    let anchor = ev.best.map_or(map(e), |b| b.amount_in);
     let shift = usize::try_from(precision_bits).unwrap_or(usize::MAX);
     let stop = |x: U256| if shift >= 256 { U256::ZERO } else { x >> shift };
-    golden(ev, l, h, |x| x, stop)?;
-    ev.climb(lo, hi)
+    golden(ev, l, h, anchor, |x| x, stop)?;
+    ev.climb(lo, hi)?;
+    Ok(())
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -479,7 +576,7 @@ fn search(ev: &mut Evaluator<'_>, lo: U256, hi: U256, precision_bits: u32) -> Re
 /// Each mid gets an allowance for its own rounding (16 raw units plus 2⁻⁴⁰ of itself); a venue
 /// without a mid, or a product too large for 256 bits, disables the bound.
 fn mid_price_bound_rejects(pools: &[Pool], route: &Route) -> bool {
-    let one = U256::from(10u64).pow(U256::from(18u8));
+    let one = U256::from(ONE_E18);
     let mut num = U256::ONE;
     let mut den = U256::ONE;
     for h in route.hops() {
@@ -505,15 +602,125 @@ fn mid_price_bound_rejects(pools: &[Pool], route: &Route) -> bool {
 // ------------------------------------------------------------------------------------------------
 // Closed forms
 
-/// A closed-form optimal input for the route, when one applies (`Some(ZERO)`: no size pays).
-fn closed_form(_pools: &[Pool], _route: &Route) -> Option<(U256, SizingMethod)> {
-    None
+/// A closed-form input for a two-hop route over distinct pools (`ZERO`: no size pays), and which
+/// closed form gave it.
+fn closed_form(pools: &[Pool], route: &Route) -> Option<(U256, SizingMethod)> {
+    let [a, b] = route.hops() else { return None };
+    if a.pool == b.pool {
+        return None;
+    }
+    let (pa, pb) = (pools.get(a.pool)?, pools.get(b.pool)?);
+    if let (Pool::V2(x), Pool::V2(y)) = (pa, pb) {
+        let input = v2::optimal_two_pool_input(x, a.side, y, b.side).unwrap_or(U256::ZERO);
+        return Some((input, SizingMethod::TwoV2));
+    }
+    // One curved leg against a constant-price leg, in either order.
+    let (curve, curve_side, rate, curve_first) =
+        match (linear_rate(pa, a.side), linear_rate(pb, b.side)) {
+            (None, Some(rate)) => (pa, a.side, rate, true),
+            (Some(rate), None) => (pb, b.side, rate, false),
+            _ => return None,
+        };
+    let (curve_in, method) = match curve {
+        Pool::Pmm(p) => (pmm_vs_rate(p, curve_side, rate)?, SizingMethod::PmmVsPrice),
+        Pool::V2(p) => (v2_vs_rate(p, curve_side, rate)?, SizingMethod::V2VsPrice),
+        _ => return None,
+    };
+    // The curved leg's optimal input is `y*` in either order; led by the constant-price leg, the
+    // route's input is `y*/ρ`.
+    let input = if curve_first || curve_in.is_zero() {
+        curve_in
+    } else {
+        curve_in.checked_mul(rate.den)? / rate.num
+    };
+    Some((input, method))
 }
 
-/// Checks a closed-form input: clamps it to `[lo, hi]`, evaluates it and climbs over neighbouring
-/// integers. `None` when the closed-form point is infeasible (the caller then searches).
-fn refine_closed_form(
-    ev: &mut Evaluator<'_>,
+/// A constant exchange rate `num/den` (raw out per raw in, fees included).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Rate {
+    num: U256,
+    den: U256,
+}
+
+/// The rate of a venue that pays a constant price (up to its own rounding and capacity) on
+/// `side`: a PMM pool with `k = 0` (a flat fill at `i`, DOMAIN §1.1), the reserve vault (1:1 less
+/// its fee), a bridge leg (1:1 less its fee). `None` for curved venues (and for the synthetic
+/// swap, whose positions no other venue trades).
+fn linear_rate(pool: &Pool, side: Side) -> Option<Rate> {
+    let one = U256::from(ONE_E18);
+    let less_bps = |fee_bps: u16| {
+        let keep = 10_000u64.checked_sub(u64::from(fee_bps)).filter(|k| *k > 0)?;
+        Some(Rate { num: U256::from(keep), den: U256::from(10_000u64) })
+    };
+    match pool {
+        Pool::Pmm(p) if p.k.is_zero() => {
+            // raw = ⌊δ·i/1e18⌋ selling base, ⌊δ·⌊1e36/i⌋/1e18⌋ selling quote; fees off the output.
+            let keep = one.checked_sub(p.lp_fee_rate.checked_add(p.mt_fee_rate)?)?;
+            let price = match side {
+                Side::SellBase => p.i,
+                Side::SellQuote => (one * one).checked_div(p.i)?,
+            };
+            let num = price.checked_mul(keep)?;
+            (!num.is_zero()).then(|| Rate { num, den: one * one })
+        }
+        Pool::Vault(v) => less_bps(v.fee_bps),
+        Pool::Bridge(b) if side == Side::SellBase => less_bps(b.fee_bps),
+        _ => None,
+    }
+}
+
+/// PMM against a constant rate `ρ` closing the cycle: the PMM input that takes its marginal rate
+/// (net of fees) to `1/ρ`, DOMAIN §1.11 through [`PmmPool::optimal_input_vs_price`], with the
+/// external price `P*` of base in quote (1e18-scaled raw units) being `ρ` when the PMM sells
+/// quote (the other leg turns base into quote) and `1/ρ` when it sells base.
+fn pmm_vs_rate(pool: &PmmPool, side: Side, rate: Rate) -> Option<U256> {
+    let one = U256::from(ONE_E18);
+    let p_star = match side {
+        Side::SellQuote => rate.num.checked_mul(one)? / rate.den,
+        Side::SellBase => rate.den.checked_mul(one)? / rate.num,
+    };
+    match pool.optimal_input_vs_price(p_star) {
+        Some((s, input)) if s == side => Some(input),
+        _ => Some(U256::ZERO),
+    }
+}
+
+/// V2 pair against a constant rate `ρ = n/d` closing the cycle (DOMAIN §2.1 with `E_in = R_in`
+/// and `E_out = ρ·R_out`): `y* = (√(ρ·γ·R_in·R_out) − R_in)/γ`, in integers with γ in bps:
+/// `y* = ⌊(⌊√(n·γ·R_in·R_out·10⁴/d)⌋ − 10⁴·R_in) / γ⌋`, computed in 512 bits.
+fn v2_vs_rate(pair: &V2Pair, side: Side, rate: Rate) -> Option<U256> {
+    const DEN_BPS: u64 = v2::FEE_DENOMINATOR_BPS as u64;
+    let (r_in, r_out) = match side {
+        Side::SellBase => (pair.reserve0, pair.reserve1),
+        Side::SellQuote => (pair.reserve1, pair.reserve0),
+    };
+    let gamma = DEN_BPS.checked_sub(u64::from(pair.fee_bps)).filter(|g| *g > 0)?;
+    if r_in == 0 || r_out == 0 || rate.den.is_zero() {
+        return None;
+    }
+    // n·γ·R_in·R_out·10⁴ fits 512 bits unless the rate itself is absurd (n near 2²⁵⁶).
+    let product = U512::from(rate.num)
+        .checked_mul(U512::from(gamma))?
+        .checked_mul(U512::from(r_in))?
+        .checked_mul(U512::from(r_out))?
+        .checked_mul(U512::from(DEN_BPS))?
+        / U512::from(rate.den);
+    let lhs = product.root(2);
+    let rhs = U512::from(r_in) * U512::from(DEN_BPS);
+    if lhs <= rhs {
+        return Some(U256::ZERO);
+    }
+    let y = (lhs - rhs) / U512::from(gamma);
+    // y < √product < 2²⁵⁶, but refuse rather than truncate.
+    (y.bit_len() <= 256).then(|| U256::saturating_from(y))
+}
+
+/// Checks a closed-form input: clamps it to `[lo, hi]`, evaluates it and climbs over the
+/// neighbouring integers. `None` when the closed form cannot be trusted here (its point is
+/// infeasible, or the climb keeps improving): the caller then searches, keeping the points seen.
+fn refine_closed_form<F: RouteFn>(
+    ev: &mut Evaluator<F>,
     guess: U256,
     lo: U256,
     hi: U256,
@@ -521,16 +728,201 @@ fn refine_closed_form(
 ) -> Result<Option<SizedTrade>, SizingError> {
     if guess.is_zero() {
         // The closed form says nothing pays; a profit at the smallest input would contradict it.
-        return Ok(match ev.eval(lo)? {
-            Point::Value(v) if v > I256::ZERO => None,
-            _ => Some(ev.finish(method)),
-        });
+        return match ev.eval(lo)? {
+            Point::Value(v) if v > I256::ZERO => Ok(None),
+            _ => ev.finish(method).map(Some),
+        };
     }
     let x = guess.clamp(lo, hi);
-    match ev.eval(x)? {
-        Point::Value(_) => {}
-        Point::TooSmall | Point::TooLarge => return Ok(None),
+    if ev.eval(x)?.value().is_none() {
+        return Ok(None);
     }
-    ev.climb(lo, hi)?;
-    Ok(Some(ev.finish(method)))
+    if ev.climb(lo, hi)? { ev.finish(method).map(Some) } else { Ok(None) }
+}
+
+#[cfg(test)]
+mod search_tests {
+    //! The search on synthetic curves (no venues): exact optimum, flat tops, infeasible tails, a
+    //! feasible window between powers of two, rounding noise, huge ranges, hard refusals.
+
+    use super::*;
+
+    fn u(x: u128) -> U256 {
+        U256::from(x)
+    }
+
+    /// Sizes a synthetic route given as `x ↦ output` (u128, saturating).
+    fn run(
+        lo: u128,
+        hi: U256,
+        bits: u32,
+        f: impl Fn(u128) -> Result<u128, VenueError>,
+    ) -> Result<SizedTrade, SizingError> {
+        let mut ev = Evaluator::new(|x: U256| {
+            let x = u128::try_from(x).map_err(|_| HopError {
+                hop: 0,
+                error: VenueError::Overflow,
+                revisited: false,
+            })?;
+            f(x).map(U256::from).map_err(|error| HopError { hop: 0, error, revisited: false })
+        });
+        search(&mut ev, u(lo.max(1)), hi, bits)?;
+        ev.finish(SizingMethod::Search)
+    }
+
+    /// Exhaustive maximum of `out(x) − x` over `[lo, hi]`.
+    fn brute(lo: u128, hi: u128, f: impl Fn(u128) -> Result<u128, VenueError>) -> i128 {
+        (lo..=hi).filter_map(|x| f(x).ok().map(|o| o as i128 - x as i128)).max().unwrap_or(0).max(0)
+    }
+
+    /// A V2-like concave curve: `out = x·R·(1+m) / (R + x)`, refused past `cap` and when it pays 0.
+    fn curve(r: u128, m_ppm: u128, cap: u128) -> impl Fn(u128) -> Result<u128, VenueError> {
+        move |x| {
+            if x > cap {
+                return Err(VenueError::OverReserves);
+            }
+            let out = u(x) * u(r) / (u(r) + u(x)) * u(1_000_000 + m_ppm) / u(1_000_000);
+            match u128::try_from(out) {
+                Ok(0) => Err(VenueError::ZeroOutput),
+                Ok(out) => Ok(out),
+                Err(_) => Err(VenueError::Overflow),
+            }
+        }
+    }
+
+    #[test]
+    fn finds_the_exact_integer_optimum() {
+        let f = curve(1_000_000, 20_000, u128::MAX);
+        let sized = run(1, u(3_000_000), 256, &f).unwrap();
+        // The floors make the integer curve wobble by a wei; the climb ends on a local top.
+        assert!(sized.profit + u(2) >= u(brute(1, 3_000_000, &f) as u128), "{sized:?}");
+        assert!(sized.evaluations < 80, "{sized:?}");
+    }
+
+    #[test]
+    fn from_a_full_256_bit_range_in_few_quotes() {
+        let r = 10u128.pow(24);
+        let f = curve(r, 3_000, u128::MAX);
+        let sized = run(1, U256::MAX, 256, &f).unwrap();
+        assert!(sized.is_profitable());
+        // Optimum of x·r·(1+m)/(r+x) − x: x* = r(√(1+m) − 1).
+        let x_star = 1_498_876_684_342_567_116_208u128; // 1e24·(√1.003 − 1)
+        let rel = sized.amount_in.abs_diff(u(x_star)) * u(1_000_000) / u(x_star);
+        assert!(rel < u(10), "{sized:?}");
+        assert!(sized.evaluations < 200, "{sized:?}");
+        let coarse = run(1, U256::MAX, 24, &f).unwrap();
+        assert!(coarse.evaluations < sized.evaluations, "{coarse:?} {sized:?}");
+        assert!(coarse.profit * u(1_000_000) >= sized.profit * u(999_999), "{coarse:?}");
+    }
+
+    #[test]
+    fn an_increasing_curve_stops_at_the_capacity() {
+        // Pays more with size until the venue refuses (over reserves past 987,654).
+        let f = |x: u128| if x > 987_654 { Err(VenueError::OverReserves) } else { Ok(x + x / 100) };
+        let sized = run(1, u(u128::MAX), 256, f).unwrap();
+        assert_eq!(sized.profit, u(9_876), "{sized:?}");
+        assert!(sized.amount_in <= u(987_654));
+        // Also from max_in well inside the capacity.
+        let sized = run(1, u(500_000), 256, f).unwrap();
+        assert_eq!(sized.amount_in, u(500_000));
+    }
+
+    #[test]
+    fn a_flat_top_is_found() {
+        // profit = min(x, 1e6) − max(0, x − 5e6): a plateau from 1e6 to 5e6.
+        let f = |x: u128| Ok(x + x.min(1_000_000) - x.saturating_sub(5_000_000));
+        let sized = run(1, u(100_000_000), 256, f).unwrap();
+        assert_eq!(sized.profit, u(1_000_000), "{sized:?}");
+    }
+
+    #[test]
+    fn a_narrow_feasible_window() {
+        // Only 1,000..=1,030 quote (2^10 = 1,024 is inside; 512 and 2,048 are refused).
+        let f = |x: u128| match x {
+            ..1_000 => Err(VenueError::ZeroOutput),
+            1_031.. => Err(VenueError::OverCap),
+            _ => Ok(x + 2_000 - x),
+        };
+        let sized = run(1, u(1 << 40), 256, f).unwrap();
+        assert_eq!(sized.amount_in, u(1_000), "{sized:?}");
+        assert_eq!(sized.profit, u(1_000));
+    }
+
+    #[test]
+    fn refusals_are_placed_by_position_not_by_kind() {
+        // A venue that answers "zero output" to absurdly large inputs (as a PMM does) and "no
+        // liquidity" past its capacity (as a DVM does): the optimum inside is still found.
+        let base = curve(10u128.pow(12), 10_000, u128::MAX);
+        let f = |x: u128| match x {
+            ..100 => Err(VenueError::ZeroOutput),
+            0x1_0000_0000_0000_0000.. => Err(VenueError::ZeroOutput),
+            0x100_0000_0000..=0xffff_ffff_ffff_ffff => Err(VenueError::NoLiquidity),
+            _ => base(x),
+        };
+        let sized = run(1, U256::MAX, 256, f).unwrap();
+        // ≈ 1e12·(√1.01 − 1) = 4.9876e9.
+        let x = sized.amount_in.to::<u128>();
+        assert!((4_980_000_000..4_995_000_000).contains(&x), "{sized:?}");
+        // "No liquidity" everywhere is an error, not "no trade".
+        let err = run(1, U256::MAX, 40, |_| Err(VenueError::NoLiquidity)).unwrap_err();
+        assert_eq!(err, SizingError::Venue { hop: 0, error: VenueError::NoLiquidity });
+    }
+
+    #[test]
+    fn rounding_noise_does_not_derail_it() {
+        // The curve with a deterministic ±3-wei wobble.
+        let base = curve(10u128.pow(12), 5_000, u128::MAX);
+        let f = |x: u128| {
+            base(x).map(|o| (o + (x.wrapping_mul(0x9e37_79b9) >> 7) % 7).saturating_sub(3))
+        };
+        let sized = run(1, u(10u128.pow(13)), 256, f).unwrap();
+        let best = brute(
+            sized.amount_in.to::<u128>().saturating_sub(5_000),
+            sized.amount_in.to::<u128>() + 5_000,
+            f,
+        );
+        assert!(sized.profit + u(8) >= u(best as u128), "{sized:?} vs {best}");
+        // ≈ 1e12·(√1.005 − 1) = 2.4969e9 in, profit ≈ 6.24e6.
+        assert!(sized.profit > u(6_200_000), "{sized:?}");
+    }
+
+    #[test]
+    fn an_unprofitable_curve_is_no_trade() {
+        let f = curve(1_000_000, 0, u128::MAX);
+        let sized = run(1, U256::MAX, 40, f).unwrap();
+        assert_eq!(sized, SizedTrade::no_trade(SizingMethod::Search, sized.evaluations));
+        assert!(!sized.is_profitable());
+        assert!(sized.evaluations < 60, "{sized:?}");
+        // Refused everywhere: also no trade.
+        let sized = run(1, U256::MAX, 40, |_| Err(VenueError::ZeroOutput)).unwrap();
+        assert!(!sized.is_profitable());
+        let sized = run(1, U256::MAX, 40, |_| Err(VenueError::OverReserves)).unwrap();
+        assert!(!sized.is_profitable());
+    }
+
+    #[test]
+    fn a_refusal_no_size_can_fix_is_an_error() {
+        let err = run(1, U256::MAX, 40, |_| Err(VenueError::Paused)).unwrap_err();
+        assert_eq!(err, SizingError::Venue { hop: 0, error: VenueError::Paused });
+        assert!(err.is_retryable());
+    }
+
+    #[test]
+    fn min_in_above_the_optimum_takes_min_in_when_it_still_pays() {
+        let f = curve(1_000_000, 20_000, u128::MAX);
+        // Optimum ≈ 9,950; at 15,000 the profit is still positive.
+        let sized = run(15_000, u(3_000_000), 256, &f).unwrap();
+        assert_eq!(sized.amount_in, u(15_000));
+        // At 40,000 it no longer pays: no trade.
+        let sized = run(40_000, u(3_000_000), 256, &f).unwrap();
+        assert!(!sized.is_profitable());
+    }
+
+    #[test]
+    fn golden_step_does_not_overflow() {
+        assert!(golden_step(U256::MAX) < U256::MAX);
+        assert_eq!(golden_step(u(1_000_000)), u(381_966));
+        assert_eq!(pow2_clamped(u(300), u(1), u(7)), u(7));
+        assert_eq!(pow2_clamped(u(0), u(3), u(7)), u(3));
+    }
 }

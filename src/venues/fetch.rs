@@ -170,21 +170,26 @@ impl<'a> CallBatch<'a> {
         let tx = TransactionRequest::default()
             .to(to)
             .input(TransactionInput::both(Bytes::from(call.abi_encode())));
-        let waiter = self
-            .batch
-            .add_call("eth_call", &(tx, self.block))
-            .map_err(|source| FetchError::Transport { venue: self.venue, call: C::SIGNATURE, source })?;
+        let waiter = self.batch.add_call("eth_call", &(tx, self.block)).map_err(|source| {
+            FetchError::Transport { venue: self.venue, call: C::SIGNATURE, source }
+        })?;
         Ok(PendingCall { waiter, venue: self.venue, _call: PhantomData })
     }
 
     /// Sends the batch (one JSON-RPC request) and waits for its responses.
+    ///
+    /// Cancel-safe: only view calls are sent; dropping the future abandons them.
     ///
     /// # Errors
     /// [`FetchError::Transport`] with call `"batch"` when the batch as a whole fails; the errors of
     /// single calls surface from [`PendingCall::get`].
     pub async fn send(self) -> Result<(), FetchError> {
         let venue = self.venue;
-        self.batch.send().await.map_err(|source| FetchError::Transport { venue, call: "batch", source })
+        self.batch.send().await.map_err(|source| FetchError::Transport {
+            venue,
+            call: "batch",
+            source,
+        })
     }
 }
 

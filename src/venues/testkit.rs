@@ -122,7 +122,7 @@ impl Chain {
 
     /// `who`'s balance of `token`.
     pub(crate) fn balance(&self, token: Address, who: Address) -> U256 {
-        self.view(token, &TestToken::balanceOfCall { _0: who }).expect("balanceOf")
+        self.view(token, &TestToken::balanceOfCall(who)).expect("balanceOf")
     }
 
     /// A committing call from `from`.
@@ -160,12 +160,6 @@ pub(crate) fn log_uniform(max_bits: u32) -> impl Strategy<Value = U256> {
     })
 }
 
-/// A value in `1..=max` biased like [`log_uniform`], or 1 when `max` is 0.
-pub(crate) fn in_range(max: U256) -> impl Strategy<Value = U256> {
-    let bits = max.bit_len() as u32;
-    log_uniform(bits).prop_map(move |v| if max.is_zero() { U256::ONE } else { v % max + U256::ONE })
-}
-
 /// An amount to trade against a side holding `reserve`: one to a thousand wei, a fraction of the
 /// reserve (0.01% to 99.99%), a log-uniform amount up to a few times the reserve, or an absurd one
 /// up to `U256::MAX`.
@@ -178,4 +172,123 @@ pub(crate) fn amount_against(reserve: U256) -> BoxedStrategy<U256> {
         1 => log_uniform(256),
     ]
     .boxed()
+}
+
+/// Counts the outcomes of a property's cases, so a property cannot pass vacuously (every case an
+/// error, or an error kind never reached).
+#[derive(Debug, Default)]
+pub(crate) struct Tally(std::cell::RefCell<std::collections::BTreeMap<String, u32>>);
+
+impl Tally {
+    /// Counts one outcome: `"ok"` or the error variant's name.
+    pub(crate) fn add<T>(&self, outcome: &Result<T, crate::venues::VenueError>) {
+        let label = match outcome {
+            Ok(_) => "ok".to_owned(),
+            Err(e) => {
+                let name = format!("{e:?}");
+                name.split(['(', ' ', '{']).next().unwrap_or_default().to_owned()
+            }
+        };
+        *self.0.borrow_mut().entry(label).or_default() += 1;
+    }
+
+    /// Requires at least `min_ok_pct` % successes and every label of `seen` at least once, when
+    /// the run has 1,000 cases or more (short runs may miss rare outcomes).
+    pub(crate) fn check(&self, min_ok_pct: u32, seen: &[&str]) {
+        let counts = self.0.borrow();
+        let total: u32 = counts.values().sum();
+        eprintln!("outcomes: {counts:?}");
+        if cases() < 1_000 {
+            return;
+        }
+        let ok = counts.get("ok").copied().unwrap_or_default();
+        assert!(ok * 100 >= total * min_ok_pct, "only {ok} of {total} cases succeeded: {counts:?}");
+        for label in seen {
+            assert!(counts.contains_key(*label), "no case ended in {label}: {counts:?}");
+        }
+    }
+}
+
+/// A private anvil node for the `fetch` tests (real JSON-RPC, real batches, real revert
+/// encoding), with a provider that signs as dev account 0. A missing anvil fails the test.
+pub(crate) struct Node {
+    /// The node; ends on drop.
+    _node: crate::devnet::AnvilNode,
+    /// Provider signing as `me`.
+    pub(crate) p: alloy::providers::DynProvider,
+    /// Dev account 0.
+    pub(crate) me: Address,
+}
+
+impl Node {
+    /// Starts a node.
+    pub(crate) fn spawn() -> Self {
+        let node = crate::devnet::AnvilNode::spawn(&crate::devnet::AnvilOptions::default())
+            .expect("anvil (install it with `npm install` in tools/)");
+        let key = node.keys()[0].clone();
+        let me = key.address();
+        let p = crate::devnet::deploy::signing_provider(&node.http_url(), key).expect("provider");
+        Self { _node: node, p, me }
+    }
+
+    async fn submit(&self, tx: alloy::rpc::types::TransactionRequest) -> Option<Address> {
+        use alloy::{network::TransactionBuilder, providers::Provider};
+        let tx = tx.with_gas_limit(10_000_000);
+        let pending = self.p.send_transaction(tx).await.expect("send");
+        let receipt =
+            crate::devnet::deploy::confirm(&self.p, pending, "test tx").await.expect("mined");
+        receipt.contract_address
+    }
+
+    /// Deploys `code ++ args`.
+    pub(crate) async fn deploy(&self, code: &Bytes, args: Vec<u8>) -> Address {
+        use alloy::network::TransactionBuilder;
+        let mut data = code.to_vec();
+        data.extend(args);
+        let tx = alloy::rpc::types::TransactionRequest::default().with_deploy_code(data);
+        self.submit(tx).await.expect("contract address")
+    }
+
+    /// Deploys a `TestToken`.
+    pub(crate) async fn token(&self, symbol: &str, decimals: u8) -> Address {
+        let args = TestToken::constructorCall {
+            name_: symbol.into(),
+            symbol_: symbol.into(),
+            decimals_: decimals,
+        }
+        .abi_encode();
+        self.deploy(&TestToken::BYTECODE, args).await
+    }
+
+    /// Sends `call` to `to` and requires success.
+    pub(crate) async fn send<C: SolCall>(&self, to: Address, call: &C) {
+        use alloy::network::TransactionBuilder;
+        let tx = alloy::rpc::types::TransactionRequest::default()
+            .with_to(to)
+            .with_input(call.abi_encode());
+        self.submit(tx).await;
+    }
+
+    /// A view call at the latest block.
+    pub(crate) async fn view<C: SolCall>(&self, to: Address, call: &C) -> C::Return {
+        use alloy::{network::TransactionBuilder, providers::Provider};
+        let tx = alloy::rpc::types::TransactionRequest::default()
+            .with_to(to)
+            .with_input(call.abi_encode());
+        let out = self.p.call(tx).await.expect("eth_call");
+        C::abi_decode_returns(&out).expect("decode")
+    }
+
+    /// The latest block, pinned by number.
+    pub(crate) async fn block(&self) -> alloy::eips::BlockId {
+        use alloy::providers::Provider;
+        alloy::eips::BlockId::number(self.p.get_block_number().await.expect("block number"))
+    }
+
+    /// A provider for a port nothing listens on (transport errors).
+    pub(crate) fn dead_provider() -> alloy::providers::DynProvider {
+        use alloy::providers::{Provider, ProviderBuilder};
+        let url = "http://127.0.0.1:9".parse().expect("url");
+        ProviderBuilder::new().connect_http(url).erased()
+    }
 }

@@ -9,4 +9,5 @@ mod devnet;
 mod executor;
 mod harness;
 mod pmm;
+mod quote;
 mod venues;

@@ -52,8 +52,11 @@ pub fn div(a: U256, b: U256) -> MathResult {
 /// `⌈a / b⌉` on plain integers (DecimalMath.divCeilRaw).
 #[inline]
 pub fn div_ceil_raw(a: U256, b: U256) -> MathResult {
-    let q = div(a, b)?;
-    if a % b == U256::ZERO { Ok(q) } else { add(q, U256::ONE) }
+    if b.is_zero() {
+        return Err(VenueError::Overflow);
+    }
+    let (q, r) = a.div_rem(b);
+    if r.is_zero() { Ok(q) } else { add(q, U256::ONE) }
 }
 
 /// `⌊a · b / 1e18⌋` (DecimalMath.mulFloor).
@@ -107,9 +110,10 @@ pub fn sqrt_babylonian(x: U256) -> U256 {
     y
 }
 
-/// `DODOMath.sqrt(x)` computed fast: an integer seed from the top 128 bits (`u128::isqrt`), then
-/// Newton steps from above, which land on `⌊√x⌋` in two or three divisions. Equal to
-/// [`sqrt_babylonian`] for every input, including its `sqrt(2) = 2` quirk (property-tested).
+/// `DODOMath.sqrt(x)` computed fast: a seed from the top 128 bits (`u128::isqrt`, ≥ 63 correct
+/// bits), one Newton step (≥ 126 bits, at most a few units above `⌊√x⌋`), then exact correction by
+/// squaring. Equal to [`sqrt_babylonian`] for every input, including its `sqrt(2) = 2` quirk
+/// (property-tested); one division instead of up to ~130.
 #[inline]
 pub fn sqrt(x: U256) -> U256 {
     if x == TWO {
@@ -122,17 +126,22 @@ pub fn sqrt(x: U256) -> U256 {
     // Shift by an even amount so the top part has 127 or 128 bits; its root r has ≥ 63 bits and
     // ⌊√x⌋ ∈ [r·2^h, (r+1)·2^h), h = shift/2.
     let shift = (bits - 127) & !1;
-    let top = (x >> shift).to::<u128>();
-    let r = top.isqrt();
-    // (r + 1)·2^h ≥ √x: Newton from above decreases monotonically to ⌊√x⌋.
-    let mut y = U256::from(r + 1) << (shift / 2);
-    loop {
-        let z = ((x / y) + y) >> 1;
-        if z >= y {
-            return y;
-        }
-        y = z;
+    let r = (x >> shift).to::<u128>().isqrt();
+    // From y0 = (r + 1)·2^h ≥ √x, one Newton step lands in [⌊√x⌋, ⌊√x⌋ + 3]: the seed's relative
+    // error is below 2^-63, the step squares it, and √x < 2^128. ⌊x / y0⌋ = ⌊⌊x / 2^h⌋ / (r + 1)⌋
+    // is a division by one limb (r + 1 ≤ 2^64).
+    let h = shift / 2;
+    let d = r + 1;
+    let q = match u64::try_from(d) {
+        Ok(d64) => (x >> h) / U256::from(d64),
+        Err(_) => x >> (h + 64), // d = 2^64
+    };
+    let mut y: U256 = (q + (U256::from(d) << h)) >> 1usize;
+    // y < 2^128 + 4: y² overflows only when y ≥ 2^128, which is too large anyway.
+    while y.checked_mul(y).is_none_or(|sq| sq > x) {
+        y -= U256::ONE;
     }
+    y
 }
 
 /// GeneralIntegrate: the output when the V-side moves from `v2` up to `v1` (`v0 ≥ v1 ≥ v2 > 0`),
@@ -188,7 +197,10 @@ pub fn solve_quadratic_for_trade(v0: U256, v1: U256, delta: U256, i: U256, k: U2
         return div(mul(v1, t)?, add(t, ONE)?);
     }
 
-    let part2 = add(mul(div(mul(k, v0)?, v1)?, v0)?, mul(i, delta)?)?;
+    // ⌊k·V0 / V1⌋ is k itself when V0 = V1 (R = ONE): skip the division, keep the overflow check.
+    let kv0 = mul(k, v0)?;
+    let kv0_v1 = if v0 == v1 { k } else { div(kv0, v1)? };
+    let part2 = add(mul(kv0_v1, v0)?, mul(i, delta)?)?;
     let one_minus_k = sub(ONE, k)?;
     let mut b_abs = mul(one_minus_k, v1)?;
     let b_positive = if b_abs >= part2 {
