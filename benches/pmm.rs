@@ -1,7 +1,11 @@
 //! PMM quote benches: the native math (`cantilever::venues::pmm`) in each R state and direction,
-//! and the same quote executed in revm (`querySellBase` / `querySellQuote` of the fixture contract
-//! on the same state) as the baseline, in the same run. Every bench asserts after measuring that
-//! native and revm agree to the wei, so a fast wrong change cannot pass.
+//! both as `Venue::quote` (target regression included) and through a prepared `PmmQuoter`
+//! (regression done once per state), and the same quote executed in revm (`querySellBase` /
+//! `querySellQuote` of the fixture contract on the same state) as the baseline, in the same run.
+//! Every bench asserts after measuring that native and revm agree to the wei, so a fast wrong
+//! change cannot pass. States: a 6/6 pool of 1,000,000 each side at i = 1, k = 0.1, lp 0.1%,
+//! mt 0.05%, at R = ONE, after selling 50,000 base (BELOW_ONE), after selling 50,000 quote
+//! (ABOVE_ONE), and the same pool as a DVM; the quoted trade is 10,000.
 //!
 //! `cargo bench --bench pmm`. Target: native quote ≤ 300 ns.
 
@@ -47,8 +51,9 @@ fn setup(kind: PmmKind) -> Setup {
     let mut evm = LocalEvm::default();
     let owner = evm.sender;
     let token = |evm: &mut LocalEvm, name: &str| {
-        let args = TestToken::constructorCall { name_: name.into(), symbol_: name.into(), decimals_: 6 }
-            .abi_encode();
+        let args =
+            TestToken::constructorCall { name_: name.into(), symbol_: name.into(), decimals_: 6 }
+                .abi_encode();
         evm.deploy(&TestToken::BYTECODE, &args).unwrap()
     };
     let base = token(&mut evm, "cUSDT");
@@ -134,11 +139,13 @@ impl Setup {
                 evm.view(TRADER, pool, &call).unwrap().receiveBaseAmount
             }
             (_, Side::SellBase) => {
-                let call = PmmPoolContract::querySellBaseCall { trader: TRADER, payBaseAmount: amount };
+                let call =
+                    PmmPoolContract::querySellBaseCall { trader: TRADER, payBaseAmount: amount };
                 evm.view(TRADER, pool, &call).unwrap().receiveQuoteAmount
             }
             (_, Side::SellQuote) => {
-                let call = PmmPoolContract::querySellQuoteCall { trader: TRADER, payQuoteAmount: amount };
+                let call =
+                    PmmPoolContract::querySellQuoteCall { trader: TRADER, payQuoteAmount: amount };
                 evm.view(TRADER, pool, &call).unwrap().receiveBaseAmount
             }
         }
@@ -161,11 +168,19 @@ fn quotes(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("pmm_quote");
     group.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
-    for (name, s) in [("dsp_one", &one), ("dsp_below_one", &below), ("dsp_above_one", &above), ("dvm", &dvm)] {
+    for (name, s) in
+        [("dsp_one", &one), ("dsp_below_one", &below), ("dsp_above_one", &above), ("dvm", &dvm)]
+    {
         let pool = s.native();
         for (side, side_name) in [(Side::SellBase, "sell_base"), (Side::SellQuote, "sell_quote")] {
-            let native = || black_box(&pool).quote(black_box(side), black_box(amount), &ctx).unwrap();
+            let native =
+                || black_box(&pool).quote(black_box(side), black_box(amount), &ctx).unwrap();
             group.bench_function(format!("native/{name}/{side_name}"), |b| b.iter(native));
+            let quoter = pool.quoter();
+            let prepared =
+                || black_box(&quoter).quote(black_box(side), black_box(amount), &ctx).unwrap();
+            group.bench_function(format!("native_quoter/{name}/{side_name}"), |b| b.iter(prepared));
+            assert_eq!(prepared(), native());
             let reference = || s.revm_quote(black_box(side), black_box(amount));
             group.bench_function(format!("revm/{name}/{side_name}"), |b| b.iter(reference));
             let (n, r) = (native().amount_out, reference());
@@ -200,29 +215,5 @@ fn quotes(c: &mut Criterion) {
     assert!(size > U256::ZERO && size < U256::from(50_000u64) * pow10(6));
 }
 
-fn parts(c: &mut Criterion) {
-    use cantilever::venues::pmm::math;
-    let mut g = c.benchmark_group("parts");
-    g.warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(1));
-    let x160 = U256::from(0x1234_5678_9abc_def0u64) << 100usize;
-    let x100 = U256::from(0x1234_5678_9abc_def0u64) << 40usize;
-    let (e17, e18, e22, e24) = (pow10(17), pow10(18), pow10(22), pow10(24));
-    let a = e24;
-    let a7 = a + U256::from(7u64);
-    let am = a - e22;
-    g.bench_function("sqrt160", |b| b.iter(|| math::sqrt(black_box(x160))));
-    g.bench_function("sqrt100", |b| b.iter(|| math::sqrt(black_box(x100))));
-    g.bench_function("checked_mul", |b| b.iter(|| black_box(a).checked_mul(black_box(e17))));
-    g.bench_function("wrapping_mul", |b| b.iter(|| black_box(a).wrapping_mul(black_box(e17))));
-    g.bench_function("u256_div_1e18", |b| b.iter(|| black_box(x160) / black_box(e18)));
-    g.bench_function("mul_floor", |b| b.iter(|| math::mul_floor(black_box(a), black_box(e17))));
-    g.bench_function("div_floor", |b| b.iter(|| math::div_floor(black_box(a), black_box(a7))));
-    g.bench_function("div_ceil", |b| b.iter(|| math::div_ceil(black_box(x160), black_box(e18))));
-    g.bench_function("sqft", |b| b.iter(|| math::solve_quadratic_for_trade(black_box(a), black_box(a), black_box(e22), black_box(e18), black_box(e17))));
-    g.bench_function("sqfTarget", |b| b.iter(|| math::solve_quadratic_for_target(black_box(a), black_box(e22), black_box(e18), black_box(e17))));
-    g.bench_function("gi", |b| b.iter(|| math::general_integrate(black_box(a), black_box(a), black_box(am), black_box(e18), black_box(e17))));
-    g.finish();
-}
-
-criterion_group!(benches, parts, quotes);
+criterion_group!(benches, quotes);
 criterion_main!(benches);

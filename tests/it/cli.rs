@@ -77,7 +77,10 @@ fn devnet_without_anvil_fails_loudly() {
     assert!(!out.status.success(), "devnet must fail without anvil");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("anvil not found"), "{stderr}");
-    assert!(stderr.contains("npm install --prefix tools"), "the error says how to install it: {stderr}");
+    assert!(
+        stderr.contains("npm install --prefix tools"),
+        "the error says how to install it: {stderr}"
+    );
 }
 
 /// `check-config` names an unknown key, a wrong type and a pasted private key, exits non-zero, and

@@ -7,7 +7,19 @@
 //! DOMAIN §1.5), the per-kind target rules (DOMAIN §1.6), the checks the swap transaction makes
 //! after pricing (payout within the balance, `uint112` reserves and targets, the TWAP update's mid
 //! price), [`PmmPool::apply`] for the state after a trade, and closed-form sizing against an
-//! external price ([`PmmPool::optimal_input_vs_price`], DOMAIN §1.11).
+//! external price ([`PmmPool::optimal_input_vs_price`], DOMAIN §1.11). State comes from
+//! [`fetch`] (one JSON-RPC batch of view calls, any DODO V2 deployment) or
+//! [`PmmPool::from_storage`] (our fixtures' slots, no calls); [`PmmPool::hop`] encodes the
+//! executor hop.
+//!
+//! Cost: a quote runs the contract's steps in `U256` with fast paths that give identical results
+//! (products of operands below 2^128, division by 1e18 with a precomputed reciprocal, a square root
+//! seeded from its top 128 bits and finished by one Newton step and exact correction). The target
+//! regression (one square root) runs on every quote away from R = ONE, as in the contract;
+//! [`PmmPool::quoter`] does it once for many quotes on one state.
+//!
+//! Rounding is the contract's, not the pool's favour: in a deep pool at R = ONE one wei in can
+//! return one wei out, and a zero-output trade that the contract accepts is `Ok` with 0.
 //!
 //! Exactness: for any state and input, [`PmmPool::query_sell_base`] / [`PmmPool::query_sell_quote`]
 //! equal the contract's `querySellBase` / `querySellQuote`, and [`Venue::quote`] / [`Venue::apply`]
@@ -42,7 +54,7 @@ mod tests;
 pub use fetch::{IDodoV2Pool, fetch};
 pub use pricing::{CurveOut, PmmState, RState};
 
-use math::{fits_u112, mul_floor, sub};
+use math::{add, fits_u112, mul_floor, reciprocal_floor, sub};
 
 /// Bindings of the DVM fixture (`fixtures/contracts/pmm/DvmPool.sol`).
 #[allow(missing_docs, clippy::too_many_arguments)]
@@ -185,7 +197,7 @@ pub struct PmmQuery {
 
 impl PmmPool {
     /// The state as stored, before the target regression (for DVM: B0 = Q0 = 0, ABOVE_ONE).
-    #[inline]
+    #[inline(always)]
     pub fn stored_state(&self) -> PmmState {
         match self.kind {
             PmmKind::Dvm => PmmState {
@@ -213,7 +225,7 @@ impl PmmPool {
     ///
     /// # Errors
     /// [`VenueError::Overflow`] when the regression fails (the contract's views revert).
-    #[inline]
+    #[inline(always)]
     pub fn adjusted_state(&self) -> Result<PmmState, VenueError> {
         let mut state = self.stored_state();
         state.adjust_target()?;
@@ -225,25 +237,45 @@ impl PmmPool {
     ///
     /// # Errors
     /// Whatever the contract's view reverts with (see the module docs).
-    #[inline]
+    #[inline(always)]
     pub fn query_sell_base(&self, pay_base: U256) -> Result<PmmQuery, VenueError> {
         let state = self.adjusted_state()?;
-        let curve = state.sell_base(pay_base)?;
-        self.with_fees(curve, state.b0)
+        self.query_with(&state, Err(VenueError::Overflow), Side::SellBase, pay_base)
     }
 
     /// `querySellQuote(trader, amount)` exactly: base out after fees for `pay_quote` quote.
     ///
     /// # Errors
     /// As [`PmmPool::query_sell_base`].
-    #[inline]
+    #[inline(always)]
     pub fn query_sell_quote(&self, pay_quote: U256) -> Result<PmmQuery, VenueError> {
         let state = self.adjusted_state()?;
-        let curve = state.sell_quote(pay_quote)?;
-        self.with_fees(curve, state.q0)
+        self.query_with(&state, reciprocal_floor(self.i), Side::SellQuote, pay_quote)
     }
 
-    #[inline]
+    /// The view on an adjusted `state`, with `reciprocalFloor(i)` given (used by sells of quote).
+    #[inline(always)]
+    fn query_with(
+        &self,
+        state: &PmmState,
+        recip_i: math::MathResult,
+        side: Side,
+        amount: U256,
+    ) -> Result<PmmQuery, VenueError> {
+        match side {
+            Side::SellBase => self.with_fees(state.sell_base(amount)?, state.b0),
+            Side::SellQuote => self.with_fees(state.sell_quote_with(amount, recip_i)?, state.q0),
+        }
+    }
+
+    /// A quoter for many quotes on this unchanged state: the target regression and `1/i` are
+    /// computed once, so each [`PmmQuoter::quote`] is the trade alone (the engine's size search
+    /// quotes one pool many times per block). Equal to [`Venue::quote`] for every input.
+    pub fn quoter(&self) -> PmmQuoter<'_> {
+        PmmQuoter { pool: self, state: self.adjusted_state(), recip_i: reciprocal_floor(self.i) }
+    }
+
+    #[inline(always)]
     fn with_fees(&self, curve: CurveOut, new_target: U256) -> Result<PmmQuery, VenueError> {
         let raw = curve.amount;
         let fee = |rate: U256| if rate.is_zero() { Ok(U256::ZERO) } else { mul_floor(raw, rate) };
@@ -256,7 +288,7 @@ impl PmmPool {
 
     /// Everything `sellBase` / `sellQuote` checks and computes, without building the state after:
     /// the quote and what the swap writes.
-    #[inline]
+    #[inline(always)]
     fn trade(
         &self,
         side: Side,
@@ -266,33 +298,46 @@ impl PmmPool {
         if amount_in.is_zero() {
             return Err(VenueError::ZeroInput);
         }
-        let query = match side {
-            Side::SellBase => self.query_sell_base(amount_in)?,
-            Side::SellQuote => self.query_sell_quote(amount_in)?,
+        let state = self.adjusted_state()?;
+        let recip_i = match side {
+            Side::SellBase => Err(VenueError::Overflow), // not used by sells of base
+            Side::SellQuote => reciprocal_floor(self.i),
         };
-        let quote =
-            Quote { amount_out: query.receive, lp_fee: query.lp_fee, mt_fee: query.mt_fee };
+        self.trade_with(&state, recip_i, side, amount_in, ctx)
+    }
+
+    /// [`PmmPool::trade`] on an adjusted `state` (nonzero input).
+    #[inline(always)]
+    fn trade_with(
+        &self,
+        state: &PmmState,
+        recip_i: math::MathResult,
+        side: Side,
+        amount_in: U256,
+        ctx: &QuoteCtx,
+    ) -> Result<(Quote, Writes), VenueError> {
+        let query = self.query_with(state, recip_i, side, amount_in)?;
+        let quote = Quote { amount_out: query.receive, lp_fee: query.lp_fee, mt_fee: query.mt_fee };
         // Payout: receive to the trader, then mtFee to the maintainer, out of the balance (= the
         // reserve; the input arrived in the other token).
         let (in_reserve, out_reserve) = match side {
             Side::SellBase => (self.base_reserve, self.quote_reserve),
             Side::SellQuote => (self.quote_reserve, self.base_reserve),
         };
-        let left = out_reserve
-            .checked_sub(query.receive)
-            .and_then(|rest| rest.checked_sub(query.mt_fee))
-            .ok_or(VenueError::OverReserves)?;
+        let left = sub(out_reserve, query.receive)
+            .and_then(|rest| sub(rest, query.mt_fee))
+            .map_err(|_| VenueError::OverReserves)?;
         // DSP/DPP store the input side's target and R when R changes.
-        let new_target = (self.kind != PmmKind::Dvm && query.new_r != self.r)
-            .then_some(query.new_target);
+        let new_target =
+            (self.kind != PmmKind::Dvm && query.new_r != self.r).then_some(query.new_target);
         if new_target.is_some_and(|t| !fits_u112(t)) {
             return Err(VenueError::Overflow);
         }
         // `_setReserve` requires both balances to fit uint112.
-        let grown = in_reserve
-            .checked_add(amount_in)
-            .filter(|v| fits_u112(*v) && fits_u112(left))
-            .ok_or(VenueError::Overflow)?;
+        let grown = add(in_reserve, amount_in)?;
+        if !fits_u112(grown) || !fits_u112(left) {
+            return Err(VenueError::Overflow);
+        }
         let writes = Writes { side, grown, left, new_target, new_r: query.new_r };
         if let Some(last) = self.twap_timestamp_last {
             // `_twapUpdate` runs after the reserves (and targets) are written.
@@ -443,5 +488,33 @@ impl Venue for PmmPool {
             return Err(VenueError::NoLiquidity);
         }
         state.mid_price()
+    }
+}
+
+/// Quotes on one unchanged pool state with the target regression done once; from
+/// [`PmmPool::quoter`].
+#[derive(Clone, Debug)]
+pub struct PmmQuoter<'a> {
+    pool: &'a PmmPool,
+    state: Result<PmmState, VenueError>,
+    recip_i: math::MathResult,
+}
+
+impl PmmQuoter<'_> {
+    /// Exactly [`Venue::quote`] of the pool.
+    ///
+    /// # Errors
+    /// As [`Venue::quote`].
+    #[inline]
+    pub fn quote(&self, side: Side, amount_in: U256, ctx: &QuoteCtx) -> Result<Quote, VenueError> {
+        if amount_in.is_zero() {
+            return Err(VenueError::ZeroInput);
+        }
+        let state = self.state.as_ref().map_err(Clone::clone)?;
+        let recip_i = match side {
+            Side::SellBase => Err(VenueError::Overflow),
+            Side::SellQuote => self.recip_i.clone(),
+        };
+        self.pool.trade_with(state, recip_i, side, amount_in, ctx).map(|(quote, _)| quote)
     }
 }

@@ -4,7 +4,7 @@
 use alloy::primitives::U256;
 
 use super::math::{
-    MathResult, ONE, div, div_floor, general_integrate, mul, mul_floor, reciprocal_floor,
+    MathResult, ONE, add, div, div_floor, general_integrate, mul, mul_floor, reciprocal_floor,
     solve_quadratic_for_target, solve_quadratic_for_trade, sub,
 };
 use crate::venues::VenueError;
@@ -79,11 +79,12 @@ impl PmmState {
     /// # Errors
     /// [`VenueError::Overflow`] when a checked step fails (e.g. B < B0 at BELOW_ONE, i = 0 at
     /// ABOVE_ONE).
-    #[inline]
+    #[inline(always)]
     pub fn adjust_target(&mut self) -> Result<(), VenueError> {
         match self.r {
             RState::BelowOne => {
-                self.q0 = solve_quadratic_for_target(self.q, sub(self.b, self.b0)?, self.i, self.k)?;
+                self.q0 =
+                    solve_quadratic_for_target(self.q, sub(self.b, self.b0)?, self.i, self.k)?;
             }
             RState::AboveOne => {
                 self.b0 = solve_quadratic_for_target(
@@ -104,7 +105,7 @@ impl PmmState {
     /// # Errors
     /// As the contract: [`VenueError::NoLiquidity`] ("TARGET_IS_ZERO"), [`VenueError::ZeroOutput`]
     /// ("should not be zero"), [`VenueError::Overflow`].
-    #[inline]
+    #[inline(always)]
     pub fn sell_base(&self, pay_base: U256) -> Result<CurveOut, VenueError> {
         match self.r {
             RState::One => Ok(CurveOut {
@@ -115,13 +116,8 @@ impl PmmState {
                 let back_to_one_pay = sub(self.b0, self.b)?;
                 let back_to_one_receive = sub(self.q, self.q0)?;
                 if pay_base < back_to_one_pay {
-                    let out = general_integrate(
-                        self.b0,
-                        self.b.checked_add(pay_base).ok_or(VenueError::Overflow)?,
-                        self.b,
-                        self.i,
-                        self.k,
-                    )?;
+                    let out =
+                        general_integrate(self.b0, add(self.b, pay_base)?, self.b, self.i, self.k)?;
                     Ok(CurveOut { amount: out.min(back_to_one_receive), new_r: RState::AboveOne })
                 } else if pay_base == back_to_one_pay {
                     Ok(CurveOut { amount: back_to_one_receive, new_r: RState::One })
@@ -134,9 +130,7 @@ impl PmmState {
                         self.k,
                     )?;
                     Ok(CurveOut {
-                        amount: back_to_one_receive
-                            .checked_add(rest)
-                            .ok_or(VenueError::Overflow)?,
+                        amount: add(back_to_one_receive, rest)?,
                         new_r: RState::BelowOne,
                     })
                 }
@@ -153,15 +147,29 @@ impl PmmState {
     ///
     /// # Errors
     /// As [`PmmState::sell_base`].
-    #[inline]
+    #[inline(always)]
     pub fn sell_quote(&self, pay_quote: U256) -> Result<CurveOut, VenueError> {
+        self.sell_quote_with(pay_quote, reciprocal_floor(self.i))
+    }
+
+    /// [`PmmState::sell_quote`] with `reciprocalFloor(i)` computed by the caller (an error there
+    /// surfaces only on the paths where the contract computes it).
+    ///
+    /// # Errors
+    /// As [`PmmState::sell_quote`].
+    #[inline(always)]
+    pub fn sell_quote_with(
+        &self,
+        pay_quote: U256,
+        recip_i: MathResult,
+    ) -> Result<CurveOut, VenueError> {
         match self.r {
             RState::One => Ok(CurveOut {
                 amount: solve_quadratic_for_trade(
                     self.b0,
                     self.b0,
                     pay_quote,
-                    reciprocal_floor(self.i)?,
+                    recip_i.clone()?,
                     self.k,
                 )?,
                 new_r: RState::AboveOne,
@@ -171,7 +179,7 @@ impl PmmState {
                     self.b0,
                     self.b,
                     pay_quote,
-                    reciprocal_floor(self.i)?,
+                    recip_i.clone()?,
                     self.k,
                 )?,
                 new_r: RState::AboveOne,
@@ -182,9 +190,9 @@ impl PmmState {
                 if pay_quote < back_to_one_pay {
                     let out = general_integrate(
                         self.q0,
-                        self.q.checked_add(pay_quote).ok_or(VenueError::Overflow)?,
+                        add(self.q, pay_quote)?,
                         self.q,
-                        reciprocal_floor(self.i)?,
+                        recip_i.clone()?,
                         self.k,
                     )?;
                     Ok(CurveOut { amount: out.min(back_to_one_receive), new_r: RState::BelowOne })
@@ -195,13 +203,11 @@ impl PmmState {
                         self.b0,
                         self.b0,
                         pay_quote - back_to_one_pay,
-                        reciprocal_floor(self.i)?,
+                        recip_i.clone()?,
                         self.k,
                     )?;
                     Ok(CurveOut {
-                        amount: back_to_one_receive
-                            .checked_add(rest)
-                            .ok_or(VenueError::Overflow)?,
+                        amount: add(back_to_one_receive, rest)?,
                         new_r: RState::AboveOne,
                     })
                 }
@@ -220,11 +226,11 @@ impl PmmState {
     pub fn mid_price(&self) -> MathResult {
         if self.r == RState::BelowOne {
             let r = div_floor(div(mul(self.q0, self.q0)?, self.q)?, self.q)?;
-            let r = sub(ONE, self.k)?.checked_add(mul_floor(self.k, r)?).ok_or(VenueError::Overflow)?;
+            let r = add(sub(ONE, self.k)?, mul_floor(self.k, r)?)?;
             div_floor(self.i, r)
         } else {
             let r = div_floor(div(mul(self.b0, self.b0)?, self.b)?, self.b)?;
-            let r = sub(ONE, self.k)?.checked_add(mul_floor(self.k, r)?).ok_or(VenueError::Overflow)?;
+            let r = add(sub(ONE, self.k)?, mul_floor(self.k, r)?)?;
             mul_floor(self.i, r)
         }
     }

@@ -50,7 +50,8 @@ fn any_pool() -> impl Strategy<Value = PmmPool> {
 
 #[test]
 fn nothing_panics() {
-    let config = ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() };
+    let config =
+        ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() };
     proptest!(config, |(pool in any_pool(), amount in wild(), base in any::<bool>(), ts in any::<u64>(), p in wild())| {
         let side = if base { Side::SellBase } else { Side::SellQuote };
         let ctx = QuoteCtx { timestamp: ts };
@@ -63,6 +64,7 @@ fn nothing_panics() {
         let mut after = pool.clone();
         let applied = after.apply(side, amount, &ctx);
         prop_assert_eq!(&quoted, &applied);
+        prop_assert_eq!(&pool.quoter().quote(side, amount, &ctx), &quoted);
         if applied.is_err() {
             prop_assert_eq!(&after, &pool, "a refused trade changed the state");
         } else if let Ok(q) = applied {
@@ -85,7 +87,10 @@ fn typed_errors_for_broken_states() {
     let k = ONE / U256::from(10u64);
 
     // Zero input is refused (the contract would accept it and pay nothing).
-    assert_eq!(dsp(ONE, k, m, m).quote(Side::SellBase, U256::ZERO, &CTX), Err(VenueError::ZeroInput));
+    assert_eq!(
+        dsp(ONE, k, m, m).quote(Side::SellBase, U256::ZERO, &CTX),
+        Err(VenueError::ZeroInput)
+    );
 
     // An empty pool: the quote target is 0 → "TARGET_IS_ZERO".
     let empty = dsp(ONE, k, U256::ZERO, U256::ZERO);
@@ -102,7 +107,10 @@ fn typed_errors_for_broken_states() {
     assert_eq!(dsp(U256::ZERO, k, m, m).quote(Side::SellQuote, x, &CTX), Err(VenueError::Overflow));
 
     // k > 1: 1 − k underflows.
-    assert_eq!(dsp(ONE, ONE + U256::ONE, m, m).quote(Side::SellBase, x, &CTX), Err(VenueError::Overflow));
+    assert_eq!(
+        dsp(ONE, ONE + U256::ONE, m, m).quote(Side::SellBase, x, &CTX),
+        Err(VenueError::Overflow)
+    );
 
     // R = BELOW_ONE with B < B0: the regression underflows.
     let broken = PmmPool { r: RState::BelowOne, base_target: m + U256::ONE, ..dsp(ONE, k, m, m) };
@@ -137,7 +145,10 @@ fn hop_encoding() {
     );
     assert_eq!((sell_base.amountIn, sell_base.minOut), (U256::from(5u64), U256::from(4u64)));
     let sell_quote = pool.hop(at, Side::SellQuote, U256::from(5u64), U256::ZERO);
-    assert_eq!((sell_quote.kind, sell_quote.tokenIn, sell_quote.tokenOut), (1, pool.quote, pool.base));
+    assert_eq!(
+        (sell_quote.kind, sell_quote.tokenIn, sell_quote.tokenOut),
+        (1, pool.quote, pool.base)
+    );
     // min_out from the shared slippage rule.
     let quote = pool.quote(Side::SellBase, pow10(21), &CTX).unwrap();
     let min = crate::venues::min_out(quote.amount_out, 30);

@@ -90,7 +90,11 @@ fn post_trade_state_k_0_1() {
 
     assert_near(out(&pool, Side::SellQuote, "5000"), "5007.578", 18);
     let mut above = pool.clone();
-    assert_near(above.apply(Side::SellQuote, e18("20000"), &CTX).unwrap().amount_out, "19999.980", 18);
+    assert_near(
+        above.apply(Side::SellQuote, e18("20000"), &CTX).unwrap().amount_out,
+        "19999.980",
+        18,
+    );
     assert_eq!(above.r, RState::AboveOne);
     assert_near(out(&pool, Side::SellBase, "10000"), "9969.432", 18);
 }
@@ -117,9 +121,15 @@ fn six_six_pool() {
     let reserve = pow10(12);
     let amount = raw("10000", 6).0;
     let k1 = dsp(pow10(18), e18("0.1"), reserve, reserve);
-    assert_eq!(k1.quote(Side::SellBase, amount, &CTX).unwrap().amount_out, U256::from(9_989_919_447u64));
+    assert_eq!(
+        k1.quote(Side::SellBase, amount, &CTX).unwrap().amount_out,
+        U256::from(9_989_919_447u64)
+    );
     let k5 = dsp(pow10(18), e18("0.0005"), reserve, reserve);
-    assert_eq!(k5.quote(Side::SellBase, amount, &CTX).unwrap().amount_out, U256::from(9_999_949_495u64));
+    assert_eq!(
+        k5.quote(Side::SellBase, amount, &CTX).unwrap().amount_out,
+        U256::from(9_999_949_495u64)
+    );
     let fees = PmmPool { lp_fee_rate: e18("0.002"), mt_fee_rate: e18("0.001"), ..k5 };
     let q = fees.quote(Side::SellBase, amount, &CTX).unwrap();
     assert_eq!(q.amount_out, U256::from(9_969_949_648u64));

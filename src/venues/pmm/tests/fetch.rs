@@ -86,18 +86,30 @@ async fn fetch_reads_deployed_pools_in_one_batch() {
     let ctx = QuoteCtx { timestamp: u64::MAX };
     for amount in [pow10(6), pow10(21), pow10(23)] {
         let view = dsp.querySellBase(trader, amount).block(block).call().await.unwrap();
-        assert_eq!(got.quote(Side::SellBase, amount, &ctx).unwrap().amount_out, view.receiveQuoteAmount);
+        assert_eq!(
+            got.quote(Side::SellBase, amount, &ctx).unwrap().amount_out,
+            view.receiveQuoteAmount
+        );
         let view = dsp.querySellQuote(trader, amount).block(block).call().await.unwrap();
-        assert_eq!(got.quote(Side::SellQuote, amount, &ctx).unwrap().amount_out, view.receiveBaseAmount);
+        assert_eq!(
+            got.quote(Side::SellQuote, amount, &ctx).unwrap().amount_out,
+            view.receiveBaseAmount
+        );
     }
 
     let got = fetch(&p, *dvm.address(), PmmKind::Dvm, trader, block).await.unwrap();
     assert_eq!(got.twap_timestamp_last, None);
     for amount in [pow10(6), pow10(21), pow10(23)] {
         let view = dvm.querySellBase(trader, amount).block(block).call().await.unwrap();
-        assert_eq!(got.quote(Side::SellBase, amount, &ctx).unwrap().amount_out, view.receiveQuoteAmount);
+        assert_eq!(
+            got.quote(Side::SellBase, amount, &ctx).unwrap().amount_out,
+            view.receiveQuoteAmount
+        );
         let view = dvm.querySellQuote(trader, amount).block(block).call().await.unwrap();
-        assert_eq!(got.quote(Side::SellQuote, amount, &ctx).unwrap().amount_out, view.receiveBaseAmount);
+        assert_eq!(
+            got.quote(Side::SellQuote, amount, &ctx).unwrap().amount_out,
+            view.receiveBaseAmount
+        );
     }
 
     // A DSP away from R = ONE is not a DVM.

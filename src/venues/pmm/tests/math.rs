@@ -8,8 +8,8 @@ use super::cases;
 use crate::venues::{
     VenueError,
     pmm::math::{
-        ONE, ONE2, div_ceil, div_floor, mul_ceil, mul_floor, reciprocal_floor, solve_quadratic_for_trade,
-        sqrt, sqrt_babylonian,
+        ONE, ONE2, div_ceil, div_floor, div_one, mul, mul_ceil, mul_floor, reciprocal_floor,
+        solve_quadratic_for_trade, sqrt, sqrt_babylonian,
     },
 };
 
@@ -44,7 +44,8 @@ fn sqrt_edges_match_the_contract() {
 
 #[test]
 fn sqrt_matches_the_contract_iteration() {
-    let config = ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() };
+    let config =
+        ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() };
     proptest!(config, |(x in any_bits())| {
         prop_assert_eq!(sqrt(x), sqrt_babylonian(x));
         let y = sqrt(x);
@@ -52,6 +53,36 @@ fn sqrt_matches_the_contract_iteration() {
             prop_assert!(y * y <= x);
             prop_assert!((y + U256::ONE).checked_mul(y + U256::ONE).is_none_or(|s| s > x));
         }
+    });
+}
+
+#[test]
+fn fast_paths_equal_ruint() {
+    for x in [
+        U256::ZERO,
+        U256::ONE,
+        ONE - U256::ONE,
+        ONE,
+        ONE + U256::ONE,
+        ONE2,
+        U256::MAX,
+        U256::MAX - ONE,
+    ] {
+        assert_eq!(div_one(x), x / ONE, "x = {x}");
+    }
+    let config =
+        ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() };
+    proptest!(config, |(x in any_bits(), y in any_bits(), m in 0u64..3)| {
+        // Multiples of 1e18 and their neighbours too.
+        let x = match m {
+            0 => x,
+            1 => (x / ONE) * ONE,
+            _ => ((x / ONE) * ONE).saturating_sub(U256::ONE),
+        };
+        prop_assert_eq!(div_one(x), x / ONE);
+        prop_assert_eq!(mul(x, y).ok(), x.checked_mul(y));
+        let (a, b) = (x >> 128usize, y >> 128usize);
+        prop_assert_eq!(mul(a, b).ok(), a.checked_mul(b));
     });
 }
 
@@ -78,9 +109,15 @@ fn quadratic_special_cases() {
     let got = solve_quadratic_for_trade(v, v, v, ONE, ONE).unwrap();
     assert_eq!(got, v / U256::from(2u64));
     // Zero target.
-    assert_eq!(solve_quadratic_for_trade(U256::ZERO, v, ONE, ONE, ONE), Err(VenueError::NoLiquidity));
+    assert_eq!(
+        solve_quadratic_for_trade(U256::ZERO, v, ONE, ONE, ONE),
+        Err(VenueError::NoLiquidity)
+    );
     // Zero delta.
-    assert_eq!(solve_quadratic_for_trade(v, v, U256::ZERO, ONE, ONE / U256::from(2u64)).unwrap(), U256::ZERO);
+    assert_eq!(
+        solve_quadratic_for_trade(v, v, U256::ZERO, ONE, ONE / U256::from(2u64)).unwrap(),
+        U256::ZERO
+    );
 }
 
 #[test]

@@ -318,11 +318,19 @@ fn amount_of(pool: &PmmPool, side: Side, amount: &Amount) -> U256 {
 
 /// Writes `pool` (and `amount_in` on the input side of the pool's balance) into a copy of the
 /// fixture chain.
-fn chain_with(fx: &Fixture, at: Address, pool: &PmmPool, case: &Case, side: Side, amount_in: U256) -> LocalEvm {
+fn chain_with(
+    fx: &Fixture,
+    at: Address,
+    pool: &PmmPool,
+    case: &Case,
+    side: Side,
+    amount_in: U256,
+) -> LocalEvm {
     let mut evm = LocalEvm::new(fx.evm.db().clone());
     let layout = pool.kind.fixture_layout();
     let ts = U256::from(pool.twap_timestamp_last.unwrap_or(0));
-    let mut set = |addr: Address, slot: U256, value: U256| evm.set_storage(addr, slot, value).unwrap();
+    let mut set =
+        |addr: Address, slot: U256, value: U256| evm.set_storage(addr, slot, value).unwrap();
     set(at, U256::from(layout.reserves), pack(case.b, case.q, ts));
     if let Some(slot) = layout.targets {
         set(at, U256::from(slot), pack(case.b0, case.q0, U256::from(case.r.as_u8())));
@@ -347,6 +355,9 @@ fn check_error(native: &VenueError, contract: &EvmError, what: &str) -> Result<(
     Ok(())
 }
 
+/// What a query view returns: receive, mtFee and, for DSP, (newRState, new target).
+type ViewOut = (U256, U256, Option<(u8, U256)>);
+
 /// One case: the query and the swap, native against the contract. Returns the outcome class
 /// (R before → R after, or the error) for the coverage check.
 fn check(kind: PmmKind, side: Side, case: &Case) -> Result<String, TestCaseError> {
@@ -362,12 +373,20 @@ fn check(kind: PmmKind, side: Side, case: &Case) -> Result<String, TestCaseError
         Side::SellBase => pool.query_sell_base(amount_in),
         Side::SellQuote => pool.query_sell_quote(amount_in),
     };
-    let contract_query: Result<(U256, U256, Option<(u8, U256)>), EvmError> = match (kind, side) {
+    let contract_query: Result<ViewOut, EvmError> = match (kind, side) {
         (PmmKind::Dvm, Side::SellBase) => evm
-            .view(TRADER, at, &DvmPool::querySellBaseCall { trader: TRADER, payBaseAmount: amount_in })
+            .view(
+                TRADER,
+                at,
+                &DvmPool::querySellBaseCall { trader: TRADER, payBaseAmount: amount_in },
+            )
             .map(|r| (r.receiveQuoteAmount, r.mtFee, None)),
         (PmmKind::Dvm, Side::SellQuote) => evm
-            .view(TRADER, at, &DvmPool::querySellQuoteCall { trader: TRADER, payQuoteAmount: amount_in })
+            .view(
+                TRADER,
+                at,
+                &DvmPool::querySellQuoteCall { trader: TRADER, payQuoteAmount: amount_in },
+            )
             .map(|r| (r.receiveBaseAmount, r.mtFee, None)),
         (_, Side::SellBase) => evm
             .view(
@@ -405,18 +424,39 @@ fn check(kind: PmmKind, side: Side, case: &Case) -> Result<String, TestCaseError
     let native_swap = after.apply(side, amount_in, &ctx);
     let quoted = pool.quote(side, amount_in, &ctx);
     prop_assert_eq!(&native_swap, &quoted, "quote and apply disagree");
+    prop_assert_eq!(
+        &pool.quoter().quote(side, amount_in, &ctx),
+        &quoted,
+        "quoter and quote disagree"
+    );
     let contract_swap = match (kind, side) {
-        (PmmKind::Dvm, Side::SellBase) => evm.send(TRADER, at, &DvmPool::sellBaseCall { to: RECEIVER }),
-        (PmmKind::Dvm, Side::SellQuote) => evm.send(TRADER, at, &DvmPool::sellQuoteCall { to: RECEIVER }),
-        (_, Side::SellBase) => evm.send(TRADER, at, &PmmPoolContract::sellBaseCall { to: RECEIVER }),
-        (_, Side::SellQuote) => evm.send(TRADER, at, &PmmPoolContract::sellQuoteCall { to: RECEIVER }),
+        (PmmKind::Dvm, Side::SellBase) => {
+            evm.send(TRADER, at, &DvmPool::sellBaseCall { to: RECEIVER })
+        }
+        (PmmKind::Dvm, Side::SellQuote) => {
+            evm.send(TRADER, at, &DvmPool::sellQuoteCall { to: RECEIVER })
+        }
+        (_, Side::SellBase) => {
+            evm.send(TRADER, at, &PmmPoolContract::sellBaseCall { to: RECEIVER })
+        }
+        (_, Side::SellQuote) => {
+            evm.send(TRADER, at, &PmmPoolContract::sellQuoteCall { to: RECEIVER })
+        }
     };
     match (&native_swap, &contract_swap) {
         (Ok(q), Ok(out)) => {
             prop_assert_eq!(q.amount_out, *out, "swap output");
             let out_token = if side == Side::SellBase { fx.quote } else { fx.base };
-            prop_assert_eq!(word(&evm, out_token, balance_slot(RECEIVER)), q.amount_out, "receiver");
-            prop_assert_eq!(word(&evm, out_token, balance_slot(MAINTAINER)), q.mt_fee, "maintainer");
+            prop_assert_eq!(
+                word(&evm, out_token, balance_slot(RECEIVER)),
+                q.amount_out,
+                "receiver"
+            );
+            prop_assert_eq!(
+                word(&evm, out_token, balance_slot(MAINTAINER)),
+                q.mt_fee,
+                "maintainer"
+            );
             let layout = kind.fixture_layout();
             let ts = U256::from(after.twap_timestamp_last.unwrap_or(0));
             prop_assert_eq!(
@@ -450,7 +490,8 @@ fn check(kind: PmmKind, side: Side, case: &Case) -> Result<String, TestCaseError
 
 fn run(kind: PmmKind, side: Side) {
     let seen = std::sync::Mutex::new(std::collections::BTreeMap::<String, u32>::new());
-    let config = ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() };
+    let config =
+        ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() };
     proptest!(config, |(case in state())| {
         let class = check(kind, side, &case)?;
         *seen.lock().unwrap().entry(class).or_default() += 1;
@@ -464,16 +505,32 @@ fn run(kind: PmmKind, side: Side) {
             (&["AboveOne->AboveOne"], &["NoLiquidity", "Overflow", "ZeroOutput"])
         }
         (_, Side::SellBase) => (
-            &["One->BelowOne", "AboveOne->AboveOne", "AboveOne->One", "AboveOne->BelowOne", "BelowOne->BelowOne"],
+            &[
+                "One->BelowOne",
+                "AboveOne->AboveOne",
+                "AboveOne->One",
+                "AboveOne->BelowOne",
+                "BelowOne->BelowOne",
+            ],
             &["NoLiquidity", "Overflow", "OverReserves", "ZeroOutput"],
         ),
         (_, Side::SellQuote) => (
-            &["One->AboveOne", "AboveOne->AboveOne", "BelowOne->One", "BelowOne->BelowOne", "BelowOne->AboveOne"],
+            &[
+                "One->AboveOne",
+                "AboveOne->AboveOne",
+                "BelowOne->One",
+                "BelowOne->BelowOne",
+                "BelowOne->AboveOne",
+            ],
             &["NoLiquidity", "Overflow", "OverReserves", "ZeroOutput"],
         ),
     };
     if cases() >= 10_000 {
-        for class in r_moves.iter().map(|m| (*m).to_owned()).chain(errors.iter().map(|e| format!("error {e}"))) {
+        for class in r_moves
+            .iter()
+            .map(|m| (*m).to_owned())
+            .chain(errors.iter().map(|e| format!("error {e}")))
+        {
             assert!(seen.contains_key(&class), "{kind:?} {side:?}: no case of {class}: {seen:?}");
         }
     }
@@ -519,7 +576,8 @@ fn dvm_sell_quote_matches_the_contract() {
 fn fixture_layouts_match_the_artifacts() {
     fn slots(artifact: &str) -> Vec<(String, u64, u64)> {
         let path = format!("{}/fixtures/artifacts/{artifact}.json", env!("CARGO_MANIFEST_DIR"));
-        let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         json["storageLayout"]["storage"]
             .as_array()
             .unwrap()
@@ -562,7 +620,8 @@ fn fixture_layouts_match_the_artifacts() {
 #[test]
 fn from_storage_reads_the_fixture() {
     let fx = fixture();
-    let config = ProptestConfig { cases: 500, failure_persistence: None, ..ProptestConfig::default() };
+    let config =
+        ProptestConfig { cases: 500, failure_persistence: None, ..ProptestConfig::default() };
     proptest!(config, |(case in state(), dvm in any::<bool>())| {
         let kind = if dvm { PmmKind::Dvm } else { PmmKind::Dsp };
         let at = if dvm { fx.dvm } else { fx.dsp };
@@ -592,9 +651,12 @@ fn from_storage_reads_the_fixture() {
 fn r_out_of_range() {
     let fx = fixture();
     let mut evm = LocalEvm::new(fx.evm.db().clone());
-    evm.set_storage(fx.dsp, U256::from(4u64), pack(U256::ONE, U256::ONE, U256::from(3u64))).unwrap();
-    let err = PmmPool::from_storage(PmmKind::Dsp, U256::ZERO, |n| word(&evm, fx.dsp, U256::from(n)));
+    evm.set_storage(fx.dsp, U256::from(4u64), pack(U256::ONE, U256::ONE, U256::from(3u64)))
+        .unwrap();
+    let err =
+        PmmPool::from_storage(PmmKind::Dsp, U256::ZERO, |n| word(&evm, fx.dsp, U256::from(n)));
     assert_eq!(err, Err(VenueError::InvalidState("R state out of range")));
-    let contract = evm.view(TRADER, fx.dsp, &PmmPoolContract::getPMMStateForCallCall {}).unwrap_err();
+    let contract =
+        evm.view(TRADER, fx.dsp, &PmmPoolContract::getPMMStateForCallCall {}).unwrap_err();
     assert_eq!(expected_error(&contract), Ok(VenueError::InvalidState("R state out of range")));
 }
