@@ -298,11 +298,14 @@ impl PmmPool {
         if amount_in.is_zero() {
             return Err(VenueError::ZeroInput);
         }
-        let state = self.adjusted_state()?;
-        let recip_i = match side {
-            Side::SellBase => Err(VenueError::Overflow), // not used by sells of base
-            Side::SellQuote => reciprocal_floor(self.i),
+        // 1/i once, for the regression at ABOVE_ONE (every DVM) and for sells of quote.
+        let mut state = self.stored_state();
+        let recip_i = if side == Side::SellQuote || state.r == RState::AboveOne {
+            reciprocal_floor(self.i)
+        } else {
+            Err(VenueError::Overflow) // not used
         };
+        state.adjust_target_with(&recip_i)?;
         self.trade_with(&state, recip_i, side, amount_in, ctx)
     }
 

@@ -81,18 +81,28 @@ impl PmmState {
     /// ABOVE_ONE).
     #[inline(always)]
     pub fn adjust_target(&mut self) -> Result<(), VenueError> {
+        let recip_i = match self.r {
+            RState::AboveOne => reciprocal_floor(self.i),
+            RState::One | RState::BelowOne => Err(VenueError::Overflow), // not used
+        };
+        self.adjust_target_with(&recip_i)
+    }
+
+    /// [`PmmState::adjust_target`] with `reciprocalFloor(i)` computed by the caller (used only at
+    /// ABOVE_ONE, where the contract computes it).
+    ///
+    /// # Errors
+    /// As [`PmmState::adjust_target`].
+    #[inline(always)]
+    pub fn adjust_target_with(&mut self, recip_i: &MathResult) -> Result<(), VenueError> {
         match self.r {
             RState::BelowOne => {
                 self.q0 =
                     solve_quadratic_for_target(self.q, sub(self.b, self.b0)?, self.i, self.k)?;
             }
             RState::AboveOne => {
-                self.b0 = solve_quadratic_for_target(
-                    self.b,
-                    sub(self.q, self.q0)?,
-                    reciprocal_floor(self.i)?,
-                    self.k,
-                )?;
+                let delta = sub(self.q, self.q0)?;
+                self.b0 = solve_quadratic_for_target(self.b, delta, recip_i.clone()?, self.k)?;
             }
             RState::One => {}
         }

@@ -170,7 +170,8 @@ fn profit_at_par(pool: &PmmPool, side: Side, amount: U256) -> i128 {
     i128::try_from(got).unwrap() - i128::try_from(amount).unwrap()
 }
 
-fn profit_text(p: i128) -> U256 {
+/// A positive profit as a raw amount, for `assert_near`.
+fn as_amount(p: i128) -> U256 {
     U256::try_from(p).unwrap()
 }
 
@@ -186,11 +187,11 @@ fn sizing_example_1_buy_base_after_dump() {
     assert_near(got, "212837.877", 18);
     let best = profit_at_par(&pool, side, pay);
     // Swapped sides: we receive base and pay quote; P* = 1 makes profit = base − quote.
-    assert_near(profit_text(best), "38.808", 18);
+    assert_near(as_amount(best), "38.808", 18);
     for (pct, expected) in [(95u64, "38.73"), (99, "38.80"), (101, "38.80"), (105, "38.73")] {
         let p = profit_at_par(&pool, side, pay * U256::from(pct) / U256::from(100u64));
         assert!(p < best, "{pct}%: {p} ≥ {best}");
-        assert_near(profit_text(p), expected, 18);
+        assert_near(as_amount(p), expected, 18);
     }
 }
 
@@ -204,7 +205,7 @@ fn sizing_example_2_dvm_sell_base() {
     assert_eq!(side, Side::SellBase);
     assert_near(amount, "825270.667", 18);
     let best = profit_at_par(&pool, side, amount);
-    assert_near(profit_text(best), "408.609", 18);
+    assert_near(as_amount(best), "408.609", 18);
     for pct in [95u64, 99, 101, 105] {
         let p = profit_at_par(&pool, side, amount * U256::from(pct) / U256::from(100u64));
         assert!(p < best, "{pct}%: {p} ≥ {best}");
