@@ -44,4 +44,6 @@ pub mod devnet;
 pub mod evm;
 pub mod quote;
 pub mod routes;
+pub mod sim;
+pub mod state;
 pub mod venues;

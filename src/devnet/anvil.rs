@@ -36,7 +36,13 @@ pub struct AnvilOptions {
     pub accounts: u32,
     /// Native balance of each dev account, in whole ether.
     pub balance_ether: u64,
+    /// Fork this node from another node's RPC at a block (`--fork-url`, `--fork-block-number`).
+    pub fork: Option<(String, u64)>,
 }
+
+/// The hardfork every devnet node runs; the simulator uses the same (`revm` `SpecId::PRAGUE`),
+/// so gas used in revm equals the node's receipt.
+pub const DEVNET_HARDFORK: &str = "prague";
 
 impl Default for AnvilOptions {
     fn default() -> Self {
@@ -46,6 +52,7 @@ impl Default for AnvilOptions {
             block_time_secs: None,
             accounts: 10,
             balance_ether: 1_000_000,
+            fork: None,
         }
     }
 }
@@ -80,7 +87,17 @@ impl AnvilNode {
             opts.accounts.to_string(),
             "--balance".into(),
             opts.balance_ether.to_string(),
+            "--hardfork".into(),
+            DEVNET_HARDFORK.into(),
         ];
+        if let Some((url, block)) = &opts.fork {
+            args.extend([
+                "--fork-url".into(),
+                url.clone(),
+                "--fork-block-number".into(),
+                block.to_string(),
+            ]);
+        }
         if let Some(bt) = opts.block_time_secs {
             args.push("--block-time".into());
             args.push(bt.to_string());

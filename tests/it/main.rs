@@ -10,4 +10,5 @@ mod executor;
 mod harness;
 mod pmm;
 mod quote;
+mod state;
 mod venues;
