@@ -198,6 +198,10 @@ impl NonceManager {
     ///
     /// # Errors
     /// [`NonceError::ResyncRequired`] after a nonce error, until [`resync`](Self::resync).
+    #[allow(
+        clippy::should_implement_trait,
+        reason = "fallible reservation, not an iterator: it refuses while stale"
+    )]
     pub fn next(&mut self) -> Result<u64, NonceError> {
         if self.stale {
             return Err(NonceError::ResyncRequired {

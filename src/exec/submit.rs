@@ -712,6 +712,70 @@ mod tests {
         assert_eq!(redact(text, bare), "error for url (<url>)");
     }
 
+    fn chain(mode: SubmissionMode) -> ChainConfig {
+        ChainConfig {
+            name: "c".into(),
+            chain_id: 1,
+            ws_url: EndpointUrl::new("ws://127.0.0.1:1").unwrap(),
+            http_url: EndpointUrl::new("http://127.0.0.1:1").unwrap(),
+            block_time_ms: 1_000,
+            submission: crate::config::SubmissionConfig {
+                mode,
+                private_rpc_url: None,
+                relays: vec![],
+                identity: None,
+            },
+            signer: None,
+            executor: None,
+            fees: Default::default(),
+            tokens: vec![],
+            venues: vec![],
+            flash_lenders: vec![],
+        }
+    }
+
+    #[test]
+    fn submitter_follows_the_submission_mode() {
+        let t = DEFAULT_SUBMIT_TIMEOUT;
+        let public = Submitter::from_config(&chain(SubmissionMode::PublicRpc), t).unwrap();
+        assert!(matches!(&public, Submitter::RawTx(s) if s.name() == "public-rpc"));
+
+        let mut private = chain(SubmissionMode::PrivateRpc);
+        let err = Submitter::from_config(&private, t).unwrap_err();
+        assert_eq!(err.to_string(), "chain c: submission mode private-rpc needs private_rpc_url");
+        private.submission.private_rpc_url =
+            Some(EndpointUrl::new("https://rpc.example/v2/SECRETKEY").unwrap());
+        let s = Submitter::from_config(&private, t).unwrap();
+        assert!(matches!(&s, Submitter::RawTx(s) if s.name() == "private-rpc"));
+        assert!(!format!("{s:?}").contains("SECRETKEY"), "Debug never shows the URL");
+
+        let mut relay = chain(SubmissionMode::FlashbotsRelay);
+        let err = Submitter::from_config_with_identity(&relay, None, t).unwrap_err();
+        assert!(err.to_string().contains("needs an identity key"), "{err}");
+        let id = PrivateKeySigner::random();
+        let err = Submitter::from_config_with_identity(&relay, Some(id.clone()), t).unwrap_err();
+        assert!(err.to_string().contains("needs at least one relay"), "{err}");
+        relay.submission.relays = vec![RelayConfig {
+            name: "flashbots".into(),
+            url: EndpointUrl::new("ws://relay.example/SECRETKEY").unwrap(),
+            builders: vec![],
+        }];
+        let err = Submitter::from_config_with_identity(&relay, Some(id.clone()), t).unwrap_err();
+        assert_eq!(err.to_string(), "chain c: relay flashbots: not a valid http(s) URL");
+        relay.submission.relays[0].url = EndpointUrl::new("https://relay.example").unwrap();
+        let s = Submitter::from_config_with_identity(&relay, Some(id), t).unwrap();
+        assert!(matches!(s, Submitter::Bundle(_)));
+    }
+
+    #[tokio::test]
+    async fn raw_mode_refuses_leading_transactions() {
+        let s = Submitter::from_config(&chain(SubmissionMode::PublicRpc), DEFAULT_SUBMIT_TIMEOUT)
+            .unwrap();
+        let req = SubmitRequest { leading: vec![Bytes::from_static(&[1])], ..Default::default() };
+        assert!(matches!(s.submit(&req).await, SubmitReport::Refused { .. }));
+        assert!(s.cancel(Uuid::new_v4()).await.is_empty());
+    }
+
     #[test]
     fn bundle_rpc_shape() {
         let b = Bundle::new(vec![Bytes::from_static(&[1]), Bytes::from_static(&[2])], 0x10);
