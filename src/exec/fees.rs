@@ -1,7 +1,7 @@
 //! EIP-1559 fees for the next block, gas limits, and the worst-case gas cost.
 //!
 //! The next base fee comes from the parent header through alloy's
-//! [`calc_next_block_base_fee`](alloy::eips::eip1559::calc_next_block_base_fee) with the chain's
+//! [`calc_next_block_base_fee`] with the chain's
 //! [`BaseFeeParams`]. The priority fee is the chain's [`FeePolicy`] priority fee, plus an optional
 //! share of the simulated profit spread over the gas used. `max_fee = min(cap, 2 × next_base +
 //! priority)`. When the next base fee alone is above the cap the answer is a [`FeeRefusal`]: the

@@ -46,38 +46,10 @@ impl NodeErrorKind {
     /// Classifies a node's error message (case-insensitive; geth, anvil, Besu and Erigon wording).
     pub fn classify(message: &str) -> Self {
         let m = message.to_ascii_lowercase();
-        let has = |s: &str| m.contains(s);
-        if has("nonce too low") || has("nonce is too low") || has("oldnonce") {
-            Self::NonceTooLow
-        } else if has("nonce too high")
-            || has("too distant from current sender nonce")
-            || has("nonce gap")
-        {
-            Self::NonceTooHigh
-        } else if has("replacement transaction underpriced") || has("replacement underpriced") {
-            Self::ReplacementUnderpriced
-        } else if has("already known")
-            || has("known transaction")
-            || has("already imported")
-            || has("already in the pool")
-        {
-            Self::AlreadyKnown
-        } else if has("insufficient funds") || has("exceeds account balance") {
-            Self::InsufficientFunds
-        } else if has("underpriced")
-            || has("less than block base fee")
-            || has("below configured minimum")
-            || has("fee cap less than")
-            || has("max fee per gas less than")
-        {
-            Self::FeeTooLow
-        } else if has("intrinsic gas too low") || has("exceeds block gas limit") {
-            Self::GasLimit
-        } else if has("txpool is full") || has("pool is full") {
-            Self::PoolFull
-        } else {
-            Self::Other
-        }
+        NODE_MESSAGES
+            .iter()
+            .find(|(_, needles)| needles.iter().any(|n| m.contains(n)))
+            .map_or(Self::Other, |(kind, _)| *kind)
     }
 
     /// Whether local nonce state is wrong and must be resynchronised from the node before the
@@ -97,6 +69,37 @@ impl NodeErrorKind {
         matches!(self, Self::FeeTooLow | Self::InsufficientFunds | Self::GasLimit | Self::PoolFull)
     }
 }
+
+/// Lowercase fragments of node messages per kind, tried in order (the specific "replacement
+/// transaction underpriced" before the general "underpriced").
+const NODE_MESSAGES: &[(NodeErrorKind, &[&str])] = &[
+    (NodeErrorKind::NonceTooLow, &["nonce too low", "nonce is too low", "oldnonce"]),
+    (
+        NodeErrorKind::NonceTooHigh,
+        &["nonce too high", "too distant from current sender nonce", "nonce gap"],
+    ),
+    (
+        NodeErrorKind::ReplacementUnderpriced,
+        &["replacement transaction underpriced", "replacement underpriced"],
+    ),
+    (
+        NodeErrorKind::AlreadyKnown,
+        &["already known", "known transaction", "already imported", "already in the pool"],
+    ),
+    (NodeErrorKind::InsufficientFunds, &["insufficient funds", "exceeds account balance"]),
+    (
+        NodeErrorKind::FeeTooLow,
+        &[
+            "underpriced",
+            "less than block base fee",
+            "below configured minimum",
+            "fee cap less than",
+            "max fee per gas less than",
+        ],
+    ),
+    (NodeErrorKind::GasLimit, &["intrinsic gas too low", "exceeds block gas limit"]),
+    (NodeErrorKind::PoolFull, &["txpool is full", "pool is full"]),
+];
 
 /// A node's JSON-RPC rejection of a submission: its code and message, and the classification.
 #[derive(Debug, Clone, PartialEq, Eq)]
