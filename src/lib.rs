@@ -32,6 +32,9 @@
 //! - [`evm`]: a local revm chain (deploy, call, view) used by the tests, benches and `quote`.
 //! - [`contracts`]: alloy `sol!` bindings for our own venue contracts (`fixtures/contracts/`), built
 //!   from the committed, reproducibly compiled artifacts.
+//! - [`exec`]: the execution stage: keys and synchronous EIP-1559 signing, bot-owned nonces,
+//!   next-block fees with a gas-spike refusal, raw-transaction and signed-bundle submitters with
+//!   per-destination outcomes, inclusion tracking with realised PnL.
 //! - [`devnet`]: two anvil chains (138 and 651940) on loopback with a scenario deployed and a bridge
 //!   relayer; the harness of the integration tests and `cantilever devnet`.
 //!
@@ -42,6 +45,7 @@ pub mod config;
 pub mod contracts;
 pub mod devnet;
 pub mod evm;
+pub mod exec;
 pub mod quote;
 pub mod routes;
 pub mod sim;

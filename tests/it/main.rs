@@ -6,6 +6,7 @@
 mod artifacts;
 mod cli;
 mod devnet;
+mod exec;
 mod executor;
 mod harness;
 mod pmm;
