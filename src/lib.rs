@@ -32,6 +32,8 @@
 //! - [`evm`]: a local revm chain (deploy, call, view) used by the tests, benches and `quote`.
 //! - [`contracts`]: alloy `sol!` bindings for our own venue contracts (`fixtures/contracts/`), built
 //!   from the committed, reproducibly compiled artifacts.
+//! - [`risk`]: desk limits checked inline before anything is signed ([`risk::RiskGate`]), refusals
+//!   as data, sustained-deviation detection, the persistent halt and the run modes.
 //! - [`devnet`]: two anvil chains (138 and 651940) on loopback with a scenario deployed and a bridge
 //!   relayer; the harness of the integration tests and `cantilever devnet`.
 //!
@@ -43,5 +45,6 @@ pub mod contracts;
 pub mod devnet;
 pub mod evm;
 pub mod quote;
+pub mod risk;
 pub mod routes;
 pub mod venues;
