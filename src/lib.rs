@@ -32,6 +32,9 @@
 //! - [`evm`]: a local revm chain (deploy, call, view) used by the tests, benches and `quote`.
 //! - [`contracts`]: alloy `sol!` bindings for our own venue contracts (`fixtures/contracts/`), built
 //!   from the committed, reproducibly compiled artifacts.
+//! - [`ingest`]: the chain event feed per chain on tokio (WS heads and full pending transactions,
+//!   reconnect with backoff, gap backfill and reorg detection by parent hash) into two bounded
+//!   crossbeam channels for the engine thread.
 //! - [`risk`]: desk limits checked inline before anything is signed ([`risk::RiskGate`]), refusals
 //!   as data, sustained-deviation detection, the persistent halt and the run modes.
 //! - [`devnet`]: two anvil chains (138 and 651940) on loopback with a scenario deployed and a bridge
@@ -44,6 +47,7 @@ pub mod config;
 pub mod contracts;
 pub mod devnet;
 pub mod evm;
+pub mod ingest;
 pub mod quote;
 pub mod risk;
 pub mod routes;
