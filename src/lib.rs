@@ -40,7 +40,7 @@
 //! - [`devnet`]: two anvil chains (138 and 651940) on loopback with a scenario deployed and a bridge
 //!   relayer; the harness of the integration tests and `cantilever devnet`.
 //!
-//! The remaining stages of the pipeline (ingest, state, sim, risk, exec, ledger, telemetry) arrive
+//! The remaining stages of the pipeline (state, sim, exec, ledger, telemetry) arrive
 //! as modules of their own as they are built.
 
 pub mod config;

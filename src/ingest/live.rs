@@ -202,7 +202,7 @@ impl Source {
             .with_keepalive_interval(self.cfg.ws_keepalive);
         let provider = match ProviderBuilder::new().connect_ws(ws).await {
             Ok(p) => p,
-            Err(e) => return self.connect_failed("connect", &e),
+            Err(_) => return self.connect_failed("connect"),
         };
         let mut heads = match provider
             .subscribe_blocks()
@@ -210,7 +210,7 @@ impl Source {
             .await
         {
             Ok(s) => s,
-            Err(e) => return self.connect_failed("subscribe newHeads", &e),
+            Err(_) => return self.connect_failed("subscribe newHeads"),
         };
         let mut pending = if self.cfg.pending {
             match provider
@@ -219,7 +219,13 @@ impl Source {
                 .await
             {
                 Ok(s) => Some(s),
-                Err(e) => return self.connect_failed("subscribe pending", &e),
+                Err(_) => {
+                    // Some nodes do not offer full pending transactions: follow heads anyway.
+                    IngestCounters::add(&self.counters.connect_failures, 1);
+                    tracing::warn!(target: TARGET, chain_id,
+                        "full pending-transaction subscription refused; following heads only");
+                    None
+                }
             }
         } else {
             None
@@ -282,10 +288,10 @@ impl Source {
         }
     }
 
-    fn connect_failed(&self, what: &'static str, e: &dyn fmt::Display) -> End {
+    /// Counts and logs a failed connection step. The error text is not logged: it may contain
+    /// the endpoint, which may embed an API key.
+    fn connect_failed(&self, what: &'static str) -> End {
         IngestCounters::add(&self.counters.connect_failures, 1);
-        // The error text may contain the endpoint; log only what failed.
-        let _ = e;
         tracing::warn!(target: TARGET, chain_id = self.cfg.chain_id, what, "websocket failed");
         End::Lost
     }
