@@ -35,18 +35,27 @@
 //! - [`exec`]: the execution stage: keys and synchronous EIP-1559 signing, bot-owned nonces,
 //!   next-block fees with a gas-spike refusal, raw-transaction and signed-bundle submitters with
 //!   per-destination outcomes, inclusion tracking with realised PnL.
+//! - [`ingest`]: the chain event feed per chain on tokio (WS heads and full pending transactions,
+//!   reconnect with backoff, gap backfill and reorg detection by parent hash) into two bounded
+//!   crossbeam channels for the engine thread.
+//! - [`risk`]: desk limits checked inline before anything is signed ([`risk::RiskGate`]), refusals
+//!   as data, sustained-deviation detection, the persistent halt and the run modes.
 //! - [`devnet`]: two anvil chains (138 and 651940) on loopback with a scenario deployed and a bridge
 //!   relayer; the harness of the integration tests and `cantilever devnet`.
 //!
-//! The remaining stages of the pipeline (ingest, state, sim, risk, exec, ledger, telemetry) arrive
-//! as modules of their own as they are built.
+//! - [`state`]: the fork state cache: a revm database over the chain's state at one block hash,
+//!   refreshed per block off the hot path, rolled back on reorgs, checked for divergence.
+//! - [`sim`]: revm simulation of executor routes (after the pending transactions they backrun)
+//!   on the cache with the next block's environment; outcomes as data; flash-loan containment.
 
 pub mod config;
 pub mod contracts;
 pub mod devnet;
 pub mod evm;
 pub mod exec;
+pub mod ingest;
 pub mod quote;
+pub mod risk;
 pub mod routes;
 pub mod sim;
 pub mod state;

@@ -9,6 +9,7 @@ mod devnet;
 mod exec;
 mod executor;
 mod harness;
+mod ingest;
 mod pmm;
 mod quote;
 mod state;
