@@ -34,14 +34,20 @@
 //!   from the committed, reproducibly compiled artifacts.
 //! - [`devnet`]: two anvil chains (138 and 651940) on loopback with a scenario deployed and a bridge
 //!   relayer; the harness of the integration tests and `cantilever devnet`.
+//! - [`ledger`]: the durable SQLite record (WAL) of opportunities, decisions, simulations,
+//!   submissions, inclusions, positions, halts and realised PnL per run; `cantilever ledger`.
+//! - [`telemetry`]: tracing setup, per-stage latency histograms, the Prometheus `/metrics` and
+//!   `/health` endpoint on loopback.
 //!
-//! The remaining stages of the pipeline (ingest, state, sim, risk, exec, ledger, telemetry) arrive
+//! The remaining stages of the pipeline (ingest, state, sim, risk, exec) arrive
 //! as modules of their own as they are built.
 
 pub mod config;
 pub mod contracts;
 pub mod devnet;
 pub mod evm;
+pub mod ledger;
 pub mod quote;
 pub mod routes;
+pub mod telemetry;
 pub mod venues;

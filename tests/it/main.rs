@@ -8,6 +8,7 @@ mod cli;
 mod devnet;
 mod executor;
 mod harness;
+mod ledger;
 mod pmm;
 mod quote;
 mod venues;
