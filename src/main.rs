@@ -9,7 +9,6 @@ use cantilever::{
     venues::Side,
 };
 use clap::{Parser, Subcommand, ValueEnum};
-use tracing_subscriber::EnvFilter;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -148,11 +147,12 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+    let format = match format {
+        LogFormat::Text => cantilever::config::LogFormat::Text,
+        LogFormat::Json => cantilever::config::LogFormat::Json,
+    };
+    if let Err(e) = cantilever::telemetry::init_tracing(format, "info") {
+        eprintln!("warning: {e}");
     }
 }
 

@@ -11,4 +11,5 @@ mod harness;
 mod ledger;
 mod pmm;
 mod quote;
+mod telemetry;
 mod venues;
