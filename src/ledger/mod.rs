@@ -54,7 +54,7 @@ pub use record::{
     Simulation, Submission, SubmissionKind, SubmissionOutcome, TokenDelta, now_unix_ms,
 };
 pub use schema::SCHEMA_VERSION;
-pub use summary::{LedgerSummary, RefusalCount, RunSummary, StrategySummary, TokenPnl};
+pub use summary::{LastHalt, LedgerSummary, RefusalCount, RunSummary, StrategySummary, TokenPnl};
 
 /// How long one statement waits on a lock held by another connection before `SQLITE_BUSY`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

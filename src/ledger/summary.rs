@@ -27,8 +27,18 @@ pub struct LedgerSummary {
     pub runs: Vec<RunSummary>,
     /// Positions still open (any run).
     pub open_positions: Vec<Position>,
-    /// The most recent halt row (engaged or re-armed) and its run.
-    pub last_halt: Option<(RunId, Halt)>,
+    /// The most recent halt row (engaged or re-armed).
+    pub last_halt: Option<LastHalt>,
+}
+
+/// The latest halt row and the run that wrote it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LastHalt {
+    /// The run.
+    pub run: RunId,
+    /// Engaged or re-armed, why and when.
+    #[serde(flatten)]
+    pub halt: Halt,
 }
 
 /// One process run.
@@ -245,7 +255,7 @@ impl LedgerSummary {
             "SELECT run_id, engaged, reason, at_ms FROM halts ORDER BY seq DESC LIMIT 1",
             &mut |r| {
                 let halt = Halt { engaged: r.get(1)?, reason: r.get(2)?, at_ms: r.get(3)? };
-                summary.last_halt = Some((RunId(r.get(0)?), halt));
+                summary.last_halt = Some(LastHalt { run: RunId(r.get(0)?), halt });
                 Ok(())
             },
         )?;
@@ -350,7 +360,7 @@ impl fmt::Display for LedgerSummary {
         }
         match &self.last_halt {
             None => writeln!(f, "last halt: none"),
-            Some((run, h)) => writeln!(
+            Some(LastHalt { run, halt: h }) => writeln!(
                 f,
                 "last halt: {} at {} (run {run}): {}",
                 if h.engaged { "ENGAGED" } else { "re-armed" },

@@ -297,8 +297,8 @@ fn the_summary_counts_a_known_data_set() {
     assert_eq!(s.runs[1].total.opportunities, 1);
     let open: Vec<_> = s.open_positions.iter().map(|p| p.id.as_str()).collect();
     assert_eq!(open, ["a"]);
-    let (halt_run, halt) = s.last_halt.as_ref().unwrap();
-    assert_eq!((*halt_run, halt.engaged), (s.runs[1].run, false));
+    let last = s.last_halt.as_ref().unwrap();
+    assert_eq!((last.run, last.halt.engaged), (s.runs[1].run, false));
 
     let text = s.to_string();
     for needle in [
@@ -316,6 +316,8 @@ fn the_summary_counts_a_known_data_set() {
     let json: serde_json::Value = serde_json::to_value(&s).unwrap();
     assert_eq!(json["runs"][0]["total"]["realised_pnl"][0]["pnl"], "2200000");
     assert_eq!(json["open_positions"][0]["amount"], "1000000");
+    assert_eq!(json["last_halt"]["engaged"], false);
+    assert_eq!(json["last_halt"]["run"], 2);
 }
 
 #[test]
