@@ -42,7 +42,10 @@
 //!   as data, sustained-deviation detection, the persistent halt and the run modes.
 //! - [`devnet`]: two anvil chains (138 and 651940) on loopback with a scenario deployed and a bridge
 //!   relayer; the harness of the integration tests and `cantilever devnet`.
-//!
+//! - [`ledger`]: the durable SQLite record (WAL) of opportunities, decisions, simulations,
+//!   submissions, inclusions, positions, halts and realised PnL per run; `cantilever ledger`.
+//! - [`telemetry`]: tracing setup, per-stage latency histograms, the Prometheus `/metrics` and
+//!   `/health` endpoint on loopback.
 //! - [`state`]: the fork state cache: a revm database over the chain's state at one block hash,
 //!   refreshed per block off the hot path, rolled back on reorgs, checked for divergence.
 //! - [`sim`]: revm simulation of executor routes (after the pending transactions they backrun)
@@ -54,9 +57,11 @@ pub mod devnet;
 pub mod evm;
 pub mod exec;
 pub mod ingest;
+pub mod ledger;
 pub mod quote;
 pub mod risk;
 pub mod routes;
 pub mod sim;
 pub mod state;
+pub mod telemetry;
 pub mod venues;

@@ -9,7 +9,6 @@ use cantilever::{
     venues::Side,
 };
 use clap::{Parser, Subcommand, ValueEnum};
-use tracing_subscriber::EnvFilter;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -87,6 +86,25 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         asset: Option<String>,
     },
+    /// Summarise the ledger for the desk: per run and strategy, opportunities, approvals and the
+    /// top refusal reasons, submissions, inclusions and inclusion rate, realised PnL; open
+    /// positions and the last halt. Read-only, safe while the bot runs.
+    Ledger {
+        /// The ledger database (`[engine] ledger_path` of the config).
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Test aid for the crash test: write opportunities to FILE forever, printing each id on
+    /// stdout only after its commit is acknowledged.
+    #[command(hide = true)]
+    LedgerCrashWriter {
+        /// The ledger database.
+        #[arg(long, value_name = "FILE")]
+        db: PathBuf,
+    },
     /// Validate a configuration file: print every error with file, key and reason; exit non-zero on
     /// any error. Secrets found in the file are named by key, never printed.
     CheckConfig {
@@ -100,6 +118,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
     match cli.command {
+        Command::Ledger { db, json } => ledger_summary(&db, json),
+        Command::LedgerCrashWriter { db } => ledger_crash_writer(&db),
         Command::CheckConfig { file } => cantilever::config::check_config_command(&file),
         Command::Devnet { scenario, out, any_port } => run_async(devnet(scenario, out, any_port)),
         Command::Quote { rpc, pool, kind, side, amount, trader, block, asset } => {
@@ -127,11 +147,71 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+    let format = match format {
+        LogFormat::Text => cantilever::config::LogFormat::Text,
+        LogFormat::Json => cantilever::config::LogFormat::Json,
+    };
+    if let Err(e) = cantilever::telemetry::init_tracing(format, "info") {
+        eprintln!("warning: {e}");
+    }
+}
+
+fn ledger_summary(db: &std::path::Path, json: bool) -> ExitCode {
+    let summary = match cantilever::ledger::LedgerSummary::load(db) {
+        Ok(summary) => summary,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if json {
+        match serde_json::to_string_pretty(&summary) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        print!("{summary}");
+    }
+    ExitCode::SUCCESS
+}
+
+fn ledger_crash_writer(db: &std::path::Path) -> ExitCode {
+    use cantilever::ledger::{Ledger, Opportunity, now_unix_ms};
+    let result = (|| -> Result<(), cantilever::ledger::LedgerError> {
+        let handle = Ledger::open(db, Default::default(), env!("CARGO_PKG_VERSION"))?.spawn()?;
+        println!("run {}", handle.run_id());
+        for batch in 0u64.. {
+            let ids = batch * 10..batch * 10 + 10;
+            for id in ids.clone() {
+                handle.record(Opportunity {
+                    id,
+                    chain_id: 138,
+                    block: id,
+                    strategy: "crash".to_owned(),
+                    route: format!("crash test {id}"),
+                    token: Address::ZERO,
+                    size: U256::from(id) * U256::from(10u64).pow(U256::from(18u64)),
+                    expected_profit: Default::default(),
+                    expected_profit_usd: None,
+                    detected_at_ms: now_unix_ms(),
+                });
+            }
+            handle.flush()?;
+            for id in ids {
+                println!("{id}");
+            }
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -10,7 +10,10 @@ mod exec;
 mod executor;
 mod harness;
 mod ingest;
+mod ledger;
 mod pmm;
 mod quote;
 mod state;
+mod telemetry;
 mod venues;
+

@@ -1,0 +1,91 @@
+//! Tracing set-up and the per-opportunity span.
+
+use tracing::Subscriber;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+
+use super::TelemetryError;
+use crate::config::LogFormat;
+
+/// Installs the global subscriber: logs on stderr in `format`, filtered by `RUST_LOG` when it is
+/// set, else by `filter` (`[telemetry] log_level`: `info`, or `info,cantilever::sim=debug`).
+/// An invalid `RUST_LOG` is logged as a warning and `filter` used instead.
+///
+/// # Errors
+/// [`TelemetryError::Filter`] when `filter` does not parse, [`TelemetryError::TracingInit`]
+/// when a global subscriber is already installed.
+pub fn init_tracing(format: LogFormat, filter: &str) -> Result<(), TelemetryError> {
+    use std::io::IsTerminal as _;
+    let (subscriber, ignored) =
+        build(format, filter, rust_log(), std::io::stderr, std::io::stderr().is_terminal())?;
+    tracing::subscriber::set_global_default(subscriber)
+        .map_err(|e| TelemetryError::TracingInit(e.to_string()))?;
+    if let Some(e) = ignored {
+        tracing::warn!(target: "cantilever::telemetry", error = %e, "RUST_LOG ignored");
+    }
+    Ok(())
+}
+
+/// The subscriber [`init_tracing`] installs, writing to `writer` without colour codes (tests
+/// capture logs with it).
+///
+/// # Errors
+/// [`TelemetryError::Filter`] as for [`init_tracing`].
+pub fn subscriber<W>(
+    format: LogFormat,
+    filter: &str,
+    writer: W,
+) -> Result<Box<dyn Subscriber + Send + Sync>, TelemetryError>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    Ok(build(format, filter, rust_log(), writer, false)?.0)
+}
+
+fn rust_log() -> Option<String> {
+    std::env::var("RUST_LOG").ok().filter(|v| !v.trim().is_empty())
+}
+
+pub(super) type Built = (Box<dyn Subscriber + Send + Sync>, Option<TelemetryError>);
+
+/// The subscriber, and the `RUST_LOG` error if `rust_log` was set but invalid (then `filter`
+/// is used).
+pub(super) fn build<W>(
+    format: LogFormat,
+    filter: &str,
+    rust_log: Option<String>,
+    writer: W,
+    ansi: bool,
+) -> Result<Built, TelemetryError>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let parse = |source_name, directives: &str| {
+        EnvFilter::try_new(directives).map_err(|e| TelemetryError::Filter {
+            source_name,
+            filter: directives.to_owned(),
+            reason: e.to_string(),
+        })
+    };
+    let (filter, ignored) = match rust_log {
+        Some(env) => match parse("RUST_LOG", &env) {
+            Ok(f) => (f, None),
+            Err(e) => (parse("[telemetry] log_level", filter)?, Some(e)),
+        },
+        None => (parse("[telemetry] log_level", filter)?, None),
+    };
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(ansi);
+    let subscriber: Box<dyn Subscriber + Send + Sync> = match format {
+        LogFormat::Text => Box::new(builder.finish()),
+        LogFormat::Json => Box::new(builder.json().finish()),
+    };
+    Ok((subscriber, ignored))
+}
+
+/// A span for the work on one opportunity: every log line inside it carries `opp=<id>` (text)
+/// or `"span":{"opp":<id>,...}` (JSON), with the chain and strategy. Enter it at the stage
+/// boundaries (`let _g = span.enter();`), not per candidate in the inner loop.
+pub fn opportunity_span(id: u64, chain: &str, strategy: &str) -> tracing::Span {
+    tracing::info_span!(target: "cantilever::engine", "opp", opp = id, chain, strategy)
+}
