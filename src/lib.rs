@@ -54,6 +54,7 @@
 pub mod config;
 pub mod contracts;
 pub mod devnet;
+pub mod engine;
 pub mod evm;
 pub mod exec;
 pub mod ingest;

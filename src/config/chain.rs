@@ -222,11 +222,14 @@ pub struct FeePolicy {
     /// Share of the simulated profit paid to the block builder as a coinbase tip, in basis points
     /// (0–10,000). Default 0; relays usually need a tip to include a bundle.
     pub tip_share_bps: u32,
+    /// USD price of one whole unit of the chain's gas token, for gas costs in USD (> 0).
+    /// Default 2,500.
+    pub native_usd: f64,
 }
 
 impl Default for FeePolicy {
     fn default() -> Self {
-        Self { max_fee_gwei: 50.0, priority_fee_gwei: 1.0, tip_share_bps: 0 }
+        Self { max_fee_gwei: 50.0, priority_fee_gwei: 1.0, tip_share_bps: 0, native_usd: 2_500.0 }
     }
 }
 
@@ -249,7 +252,7 @@ pub(crate) fn gwei_to_wei(gwei: f64) -> u128 {
 }
 
 /// One allow-listed token (`[[chains.tokens]]`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {
     /// Symbol used by venues, lenders and strategies (`cUSDT`); unique per chain.
@@ -259,6 +262,14 @@ pub struct TokenConfig {
     pub address: Address,
     /// `decimals()` of the token (0–36); checked against the chain at start-up.
     pub decimals: u8,
+    /// Reference USD price of one whole token, used to express notionals, exposure and profit in
+    /// USD for the desk limits (> 0). Default 1.0 (a USD stable).
+    #[serde(default = "one_usd")]
+    pub usd_price: f64,
+}
+
+fn one_usd() -> f64 {
+    1.0
 }
 
 /// One venue (`[[chains.venues]]`).

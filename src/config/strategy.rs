@@ -92,6 +92,18 @@ pub enum Severity {
     Extreme,
 }
 
+impl Severity {
+    /// A stable name for logs and the ledger.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Minor => "minor",
+            Self::Moderate => "moderate",
+            Self::Severe => "severe",
+            Self::Extreme => "extreme",
+        }
+    }
+}
+
 /// One watched peg (`[[strategies.depeg.pegs]]`): `token` should trade 1:1 against `peg_token`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]

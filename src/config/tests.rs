@@ -799,6 +799,7 @@ fn validate_checks_configs_built_in_code() {
         symbol: "cUSDT".into(),
         address: alloy::primitives::Address::repeat_byte(1),
         decimals: 6,
+        usd_price: 1.0,
     });
     cfg.chains[0].venues.push(VenueConfig {
         name: "p".into(),

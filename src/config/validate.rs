@@ -453,6 +453,7 @@ fn fees(v: &mut V<'_>, at: &KeyPath, c: &ChainConfig) {
     let f = &c.fees;
     let fp = at.key("fees");
     v.positive(fp.key("max_fee_gwei"), f.max_fee_gwei);
+    v.positive(fp.key("native_usd"), f.native_usd);
     if !f.priority_fee_gwei.is_finite() || f.priority_fee_gwei < 0.0 {
         v.push(
             fp.key("priority_fee_gwei"),
@@ -520,6 +521,7 @@ fn tokens(v: &mut V<'_>, at: &KeyPath, c: &ChainConfig) {
         } else {
             addrs.insert(t.address, j);
         }
+        v.positive(tp.key("usd_price"), t.usd_price);
         if t.decimals > 36 {
             v.push(
                 tp.key("decimals"),

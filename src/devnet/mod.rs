@@ -8,6 +8,7 @@
 //! spawned task that ends when the [`Devnet`] is dropped or [`Devnet::stop`] is called.
 
 pub mod anvil;
+pub mod config;
 pub mod deploy;
 pub mod relayer;
 pub mod scenario;
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::{sync::watch, task::JoinHandle};
 
 pub use anvil::{AnvilNode, AnvilOptions};
+pub use config::devnet_config;
 pub use deploy::ChainManifest;
 pub use scenario::Scenario;
 

@@ -209,6 +209,7 @@ mod tests {
             max_fee_gwei: 50.0,
             priority_fee_gwei: 1.5,
             tip_share_bps: 1_000,
+            native_usd: 2_500.0,
         })
     }
 

@@ -290,6 +290,15 @@ impl InclusionTracker {
         }
     }
 
+    /// The `latest` transaction count of `address` (the nonce to resync to after a node said ours
+    /// was off).
+    ///
+    /// # Errors
+    /// [`TrackError`] when the read fails or times out.
+    pub async fn nonce_at_latest(&self, address: Address) -> Result<u64, TrackError> {
+        self.read("eth_getTransactionCount", self.provider.get_transaction_count(address)).await
+    }
+
     async fn landed(
         &self,
         tracked: &Tracked,

@@ -152,6 +152,19 @@ pub enum StrategyKind {
     CrossChain,
 }
 
+impl StrategyKind {
+    /// A stable name for logs, metrics and the ledger.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Depeg => "depeg",
+            Self::Triangle => "triangle",
+            Self::Stabilizer => "stabilizer",
+            Self::Backrun => "backrun",
+            Self::CrossChain => "cross_chain",
+        }
+    }
+}
+
 /// A proven route the engine wants to sign, as the gate sees it. Amounts are after gas.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {

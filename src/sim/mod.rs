@@ -370,6 +370,44 @@ impl<'c> BlockSim<'c> {
         })
     }
 
+    /// Runs the view `call` on `to` from a throwaway caller (no state needed for it) and decodes
+    /// the answer; `Ok(Err(revert data))` when the call reverted.
+    ///
+    /// # Errors
+    /// [`SimError`] when it cannot run, or [`SimError::Invalid`] when the answer does not decode.
+    pub fn call<C: SolCall>(
+        &mut self,
+        to: Address,
+        call: &C,
+    ) -> Result<Result<C::Return, Bytes>, SimError> {
+        const VIEW_CALLER: Address =
+            alloy::primitives::address!("c0ffee000000000000000000000000000000ca11");
+        self.evm.ctx.db_mut().set_account_override(VIEW_CALLER, U256::MAX >> 8, 0);
+        let tx = TxEnv::builder()
+            .caller(VIEW_CALLER)
+            .nonce(0)
+            .chain_id(None)
+            .kind(TxKind::Call(to))
+            .data(call.abi_encode().into())
+            .gas_limit(5_000_000)
+            .gas_price(u128::from(self.next.base_fee))
+            .build()
+            .map_err(|e| SimError::Invalid(format!("{e:?}")))?;
+        self.evm.inspector = CallWatch::default();
+        let out = self.evm.inspect_tx(tx).map_err(|e| self.map_err(e))?;
+        match out.result {
+            ExecutionResult::Success { output, .. } => {
+                C::abi_decode_returns(output.data()).map(Ok).map_err(|e| {
+                    SimError::Invalid(format!("{}: undecodable answer: {e}", C::SIGNATURE))
+                })
+            }
+            ExecutionResult::Revert { output, .. } => Ok(Err(output)),
+            ExecutionResult::Halt { reason, .. } => {
+                Err(SimError::Invalid(format!("{}: halted: {reason:?}", C::SIGNATURE)))
+            }
+        }
+    }
+
     /// Drops every pending transaction applied so far.
     pub fn clear_pending(&mut self) {
         self.evm.ctx.db_mut().clear_overlay();

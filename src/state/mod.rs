@@ -110,6 +110,9 @@ pub struct StateUpdate {
     pub samples: Vec<(Address, U256, U256)>,
     /// How many blocks since the previous head this update covers (1 for a normal head).
     pub blocks: u64,
+    /// Addresses the covered blocks touched (log emitters, senders, recipients, and everything
+    /// the orphaned blocks of a reorg touched); every address for a full read.
+    pub touched: Vec<Address>,
 }
 
 #[cfg(test)]

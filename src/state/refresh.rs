@@ -164,6 +164,7 @@ impl<S: StateSource> Refresher<S> {
             slots: read.slots,
             samples: Vec::new(),
             blocks: 0,
+            touched: Vec::new(),
         }))
     }
 
@@ -215,6 +216,7 @@ impl<S: StateSource> Refresher<S> {
         touched.insert(new_head.coinbase);
         self.watch([StateKey::Account(new_head.coinbase)]);
         let touched: Vec<Address> = touched.into_iter().collect();
+        let touched_out = touched.clone();
         let mut req = self.request_for(&touched, true);
         let samples = self.sample(&touched);
         let n_main = req.slots.len();
@@ -240,6 +242,7 @@ impl<S: StateSource> Refresher<S> {
             slots: read.slots,
             samples,
             blocks: new_head.number.saturating_sub(ancestor.number),
+            touched: touched_out,
         }))
     }
 
@@ -262,6 +265,7 @@ impl<S: StateSource> Refresher<S> {
             slots: read.slots,
             samples: Vec::new(),
             blocks: 1,
+            touched: all,
         })
     }
 

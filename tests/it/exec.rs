@@ -222,7 +222,12 @@ fn relay_config(name: &str, url: &str) -> RelayConfig {
 /// Next-block fees for a small policy from the latest header.
 async fn fees(p: &RootProvider) -> (u128, u128) {
     let head = p.get_block_by_number(BlockNumberOrTag::Latest).await.unwrap().unwrap();
-    let policy = FeePolicy { max_fee_gwei: 100.0, priority_fee_gwei: 1.0, tip_share_bps: 0 };
+    let policy = FeePolicy {
+        max_fee_gwei: 100.0,
+        priority_fee_gwei: 1.0,
+        tip_share_bps: 0,
+        native_usd: 2_500.0,
+    };
     let q = FeeParams::from_policy(&policy).quote(&head.header, None).unwrap();
     (q.max_fee_per_gas, q.max_priority_fee_per_gas)
 }

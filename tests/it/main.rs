@@ -6,6 +6,7 @@
 mod artifacts;
 mod cli;
 mod devnet;
+mod engine;
 mod exec;
 mod executor;
 mod harness;
@@ -16,4 +17,3 @@ mod quote;
 mod state;
 mod telemetry;
 mod venues;
-

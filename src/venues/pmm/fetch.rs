@@ -65,6 +65,25 @@ pub async fn fetch(
         Err(e) => return Err(e),
     };
 
+    assemble(kind, address, &state, lp_fee_rate, fees.mtFeeRate, base, quote, twap_timestamp_last)
+}
+
+/// Builds a [`PmmPool`] from the answers of the views [`fetch`] reads (also used by the engine,
+/// which runs the same views in revm on its state cache).
+///
+/// # Errors
+/// [`FetchError::Inconsistent`] when the answers cannot be a pool's state.
+#[allow(clippy::too_many_arguments)]
+pub fn assemble(
+    kind: PmmKind,
+    address: Address,
+    state: &IDodoV2Pool::getPMMStateForCallReturn,
+    lp_fee_rate: U256,
+    mt_fee_rate: U256,
+    base: Address,
+    quote: Address,
+    twap_timestamp_last: Option<u32>,
+) -> Result<PmmPool, FetchError> {
     let inconsistent = |reason: &'static str| FetchError::Inconsistent {
         venue: address,
         call: "getPMMStateForCall()",
@@ -89,7 +108,7 @@ pub async fn fetch(
         quote_target: state.Q0,
         r,
         lp_fee_rate,
-        mt_fee_rate: fees.mtFeeRate,
+        mt_fee_rate,
         twap_timestamp_last,
     })
 }

@@ -51,7 +51,7 @@ mod sizing;
 #[cfg(test)]
 mod tests;
 
-pub use fetch::{IDodoV2Pool, fetch};
+pub use fetch::{IDodoV2Pool, assemble, fetch};
 pub use pricing::{CurveOut, PmmState, RState};
 
 use math::{add, fits_u112, mul_floor, reciprocal_floor, sub};

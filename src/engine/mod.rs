@@ -1,0 +1,1196 @@
+//! The engine: one named OS thread that owns every piece of mutable trading state and decides.
+//!
+//! ```text
+//!  feeder (state refresh per head) ──Block──▶ ┌──────────── engine thread ────────────┐
+//!  ingest pending txs ─────────────Pending──▶ │ 1. apply the state update to the cache │
+//!  exec task (submission outcomes) ──Exec───▶ │ 2. re-decode the venues it touched     │
+//!                                             │ 3. screen + size the affected routes   │
+//!                                             │ 4. prove the best few in revm          │──▶ exec task
+//!                                             │ 5. containment + desk limits, sign     │    (tokio)
+//!                                             └────────────────────────────────────────┘
+//! ```
+//!
+//! The loop never awaits, never blocks on RPC and takes no lock: heads are drained before pending
+//! transactions, state it lacks is asked of the feeder and the candidate is skipped. Every stage
+//! is timed into per-stage histograms; every opportunity gets an id that tags its log lines and
+//! its ledger rows.
+//!
+//! Strategies (DESIGN §4): every route is a cycle the executor runs atomically.
+//! - **Depeg** routes go through the reserve vault (1:1 peg reference) or compare two venues of
+//!   the same pair; the deviation's severity (minor / moderate / severe / extreme, seed 004) is
+//!   logged and recorded. They trade at the optimal size as soon as they pay: atomic, so no
+//!   waiting for a sustained deviation.
+//! - **Triangle** routes pass the anchor token (XAU, seed 000).
+//! - **Stabilizer** trades on configured pools only after the deviation has been sustained
+//!   (time-weighted over N blocks, never a single-block spike), sized `k × deviation`, capped per
+//!   block, at most once per MIN_BLOCKS, and only when the route pays.
+//! - **Backrun**: a pending transaction to a tracked venue is simulated first; the routes it
+//!   moved are sized on the state after it and proven on top of it; on relay chains the victim and
+//!   the backrun go in one bundle.
+
+mod exec_task;
+mod feeder;
+pub mod market;
+mod run;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use alloy::{
+    consensus::Transaction as _,
+    eips::Encodable2718,
+    primitives::{Address, Bytes, I256, U256},
+};
+use crossbeam_channel::{Receiver, Sender};
+use revm::primitives::hardfork::SpecId;
+use smallvec::SmallVec;
+use tracing::{debug, info, warn};
+
+use crate::{
+    config::{ChainConfig, RiskConfig, StrategiesConfig, SubmissionMode},
+    exec::{FeeParams, GasMargin, NonceManager, SignedTx, TxParams, TxSigner},
+    ingest::PendingTx,
+    ledger::{self, LedgerHandle},
+    risk::{
+        BookState, Bucket, Candidate, ChainAddress, DeviationTracker, Halt, Mode, Refusal,
+        RiskGate, StrategyKind,
+    },
+    routes::{SizingLimits, size},
+    sim::{
+        self, NextBlock, RouteParams, SimError, SimOutcome, SimTx, Simulator, build_route,
+        check_containment, plan_of,
+    },
+    state::{BlockRef, ForkCache, StateKey, StateUpdate},
+    telemetry::{EventKind, SharedHistograms, Stage, StageHistograms},
+    venues::{Pool, QuoteCtx, Venue},
+};
+
+pub use exec_task::{ExecJob, ExecReport, ExecResult};
+pub use feeder::FeederCmd;
+pub use market::{Market, RouteEntry, TokenMeta};
+pub use run::{RunError, RunHandle, RunOptions, run_chain};
+
+/// A head with the state update that brings the cache to it (from the feeder).
+#[derive(Debug)]
+pub struct BlockMsg {
+    /// The update (its `head` is the block).
+    pub update: StateUpdate,
+    /// When the head's notification arrived (end-to-end latency starts here).
+    pub received_at: Instant,
+}
+
+/// What the engine thread consumes.
+#[derive(Debug)]
+pub enum Input {
+    /// A new head with its state, or a supplement at the current head.
+    Block(Box<BlockMsg>),
+    /// The feeder could not produce state for a head: the cache is stale until it can.
+    Stale {
+        /// Why.
+        reason: String,
+    },
+    /// A pending transaction.
+    Pending(Box<PendingTx>),
+    /// A submission's outcome.
+    Exec(ExecReport),
+    /// Operator control.
+    Control(Control),
+}
+
+/// Operator control of a running engine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Control {
+    /// Engage the persistent halt with this reason.
+    Halt(String),
+    /// Re-arm after a halt.
+    Rearm,
+    /// Stop the loop (graceful shutdown).
+    Stop,
+}
+
+/// Counters the engine publishes (atomics, read by tests, health and metrics).
+#[derive(Debug, Default)]
+pub struct EngineStats {
+    /// Heads processed (the last block number fully processed is `last_head`).
+    pub heads: AtomicU64,
+    /// The number of the last head fully processed (all submissions handed over).
+    pub last_head: AtomicU64,
+    /// Pending transactions examined.
+    pub pending: AtomicU64,
+    /// Candidates screened profitable natively.
+    pub candidates: AtomicU64,
+    /// Candidates proven in revm.
+    pub simulated: AtomicU64,
+    /// Candidates refused (containment, risk, fees).
+    pub refused: AtomicU64,
+    /// Candidates approved.
+    pub approved: AtomicU64,
+    /// Submissions handed to the exec task.
+    pub submitted: AtomicU64,
+    /// Candidates skipped for cold state.
+    pub cold_skips: AtomicU64,
+    /// Stabilizer trades approved.
+    pub stabilizer_trades: AtomicU64,
+    /// Whether the cache is fresh at the last head.
+    pub fresh: AtomicBool,
+    /// Whether the engine is halted.
+    pub halted: AtomicBool,
+}
+
+/// Everything the engine needs for one chain.
+#[derive(Debug)]
+pub struct EngineParams {
+    /// The chain.
+    pub chain: ChainConfig,
+    /// Strategies.
+    pub strategies: StrategiesConfig,
+    /// Desk limits.
+    pub risk: RiskConfig,
+    /// Run mode.
+    pub mode: Mode,
+    /// The persistent halt.
+    pub halt: Halt,
+    /// The executor contract.
+    pub executor: Address,
+    /// The EOA that calls the executor (its nonce and gas).
+    pub operator: Address,
+    /// The signer of `operator` (required to sign: live and shadow modes).
+    pub signer: Option<TxSigner>,
+    /// The operator's nonce at start.
+    pub start_nonce: u64,
+    /// revm spec matching the chain.
+    pub spec: SpecId,
+    /// Candidates proven per event (the best by native profit).
+    pub prove_top: usize,
+    /// Ledger, when recording.
+    pub ledger: Option<LedgerHandle>,
+    /// Where stage histograms are published for the metrics server.
+    pub histograms: Option<SharedHistograms>,
+}
+
+/// The engine's state. Built on its thread by [`run_chain`] (or directly by tests and benches)
+/// and driven by [`Engine::handle`].
+pub struct Engine {
+    p: EngineParams,
+    cache: ForkCache,
+    sim: Simulator,
+    market: Market,
+    gate: RiskGate,
+    deviation: DeviationTracker,
+    nonce: NonceManager,
+    fees: FeeParams,
+    margin: GasMargin,
+    hist: StageHistograms,
+    last_publish: Instant,
+    feeder: Sender<FeederCmd>,
+    exec: Option<tokio::sync::mpsc::UnboundedSender<ExecJob>>,
+    stats: Arc<EngineStats>,
+    next_id: u64,
+    stabilizer_pools: Vec<usize>,
+    anchor: Option<Address>,
+    halted_logged: bool,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("chain", &self.p.chain.name).finish_non_exhaustive()
+    }
+}
+
+/// One candidate on its way through the pipeline.
+#[derive(Clone, Debug)]
+struct Pick {
+    route: usize,
+    amount_in: U256,
+    native_profit: U256,
+    strategy: StrategyKind,
+}
+
+fn now_ms() -> u64 {
+    ledger::now_unix_ms()
+}
+
+impl Engine {
+    /// An engine over a cache already holding the market's state (see [`run_chain`] for the
+    /// warm-up), whose feeder listens on `feeder` and whose submissions go to `exec`.
+    ///
+    /// # Errors
+    /// When the stage histograms cannot be built.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        p: EngineParams,
+        cache: ForkCache,
+        sim: Simulator,
+        market: Market,
+        feeder: Sender<FeederCmd>,
+        exec: Option<tokio::sync::mpsc::UnboundedSender<ExecJob>>,
+        stats: Arc<EngineStats>,
+    ) -> Result<Self, crate::telemetry::TelemetryError> {
+        let gate = RiskGate::new(
+            &p.risk,
+            &p.strategies.stabilizer,
+            std::slice::from_ref(&p.chain),
+            p.halt.clone(),
+        );
+        let deviation = DeviationTracker::from_config(&p.risk);
+        let nonce = NonceManager::new(p.chain.chain_id, p.operator, p.start_nonce);
+        let fees = FeeParams::from_policy(&p.chain.fees);
+        let stabilizer_pools = if p.strategies.stabilizer.enabled {
+            market
+                .venues
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| {
+                    v.kind.is_dodo()
+                        && (p.strategies.stabilizer.pools.is_empty()
+                            || p.strategies
+                                .stabilizer
+                                .pools
+                                .iter()
+                                .any(|r| r.chain == p.chain.name && r.venue == v.name))
+                })
+                .map(|(i, _)| i)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let anchor = p
+            .strategies
+            .triangle
+            .enabled
+            .then(|| market.token_by_symbol(&p.strategies.triangle.anchor).map(|t| t.address))
+            .flatten();
+        stats.halted.store(gate.is_halted(), Ordering::Relaxed);
+        if let Some(h) = cache.head() {
+            stats.last_head.store(h.number, Ordering::Release);
+            stats.fresh.store(cache.is_fresh(), Ordering::Relaxed);
+        }
+        Ok(Self {
+            cache,
+            sim,
+            market,
+            gate,
+            deviation,
+            nonce,
+            fees,
+            margin: GasMargin::default(),
+            hist: StageHistograms::new()?,
+            last_publish: Instant::now(),
+            feeder,
+            exec,
+            stats,
+            next_id: 1,
+            stabilizer_pools,
+            anchor,
+            halted_logged: false,
+            p,
+        })
+    }
+
+    /// The cache.
+    pub const fn cache(&self) -> &ForkCache {
+        &self.cache
+    }
+
+    /// The market.
+    pub const fn market(&self) -> &Market {
+        &self.market
+    }
+
+    /// The stage histograms.
+    pub const fn histograms(&self) -> &StageHistograms {
+        &self.hist
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &Arc<EngineStats> {
+        &self.stats
+    }
+
+    /// Runs the loop on the current thread until [`Control::Stop`] or every input closes. Heads
+    /// and control are drained before pending transactions.
+    pub fn run(mut self, blocks: &Receiver<Input>, pending: &Receiver<crate::ingest::Event>) {
+        let mut pending_open = true;
+        loop {
+            let input = match blocks.try_recv() {
+                Ok(i) => i,
+                Err(_) if pending_open => crossbeam_channel::select_biased! {
+                    recv(blocks) -> m => match m { Ok(i) => i, Err(_) => break },
+                    recv(pending) -> m => match m {
+                        Ok(crate::ingest::Event::Pending(p)) => Input::Pending(p),
+                        Ok(_) => continue,
+                        Err(_) => { pending_open = false; continue }
+                    },
+                    default(Duration::from_millis(200)) => { self.tick(); continue }
+                },
+                Err(_) => crossbeam_channel::select_biased! {
+                    recv(blocks) -> m => match m { Ok(i) => i, Err(_) => break },
+                    default(Duration::from_millis(200)) => { self.tick(); continue }
+                },
+            };
+            if matches!(input, Input::Control(Control::Stop)) {
+                info!(chain = %self.p.chain.name, "engine stopping");
+                break;
+            }
+            let caught =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.handle(input)));
+            if caught.is_err() {
+                // A bug in one event's evaluation must not take the process down mid-run.
+                warn!(chain = %self.p.chain.name, "engine: an event's evaluation panicked; skipped");
+            }
+        }
+        self.hist_publish(true);
+        if let Some(l) = &self.p.ledger {
+            let _ = l.flush();
+        }
+    }
+
+    fn tick(&mut self) {
+        self.hist_publish(false);
+    }
+
+    fn hist_publish(&mut self, force: bool) {
+        if force || self.last_publish.elapsed() > Duration::from_millis(250) {
+            if let Some(h) = &self.p.histograms {
+                h.publish(&self.hist);
+            }
+            self.last_publish = Instant::now();
+        }
+    }
+
+    /// Handles one input.
+    pub fn handle(&mut self, input: Input) {
+        match input {
+            Input::Block(b) => self.on_block(*b),
+            Input::Stale { reason } => {
+                warn!(chain = %self.p.chain.name, %reason, "state refresh failed: trading paused");
+                self.stats.fresh.store(false, Ordering::Relaxed);
+            }
+            Input::Pending(p) => self.on_pending(&p),
+            Input::Exec(r) => self.on_exec(r),
+            Input::Control(Control::Halt(reason)) => {
+                if let Err(e) = self.gate.halt(&reason, now_ms() / 1000) {
+                    warn!(error = %e, "halt file could not be written; halted in memory");
+                }
+                self.record_halt(true, &reason);
+            }
+            Input::Control(Control::Rearm) => {
+                if let Err(e) = self.gate.rearm() {
+                    warn!(error = %e, "re-arm failed");
+                } else {
+                    self.record_halt(false, "re-armed by the operator");
+                }
+            }
+            Input::Control(Control::Stop) => {}
+        }
+        self.stats.halted.store(self.gate.is_halted(), Ordering::Relaxed);
+    }
+
+    fn record_halt(&mut self, engaged: bool, reason: &str) {
+        self.stats.halted.store(engaged, Ordering::Relaxed);
+        if let Some(l) = &self.p.ledger {
+            l.record(ledger::Halt { engaged, reason: reason.to_owned(), at_ms: now_ms() });
+        }
+    }
+
+    fn next_block(&self) -> Option<NextBlock> {
+        let head = self.cache.head()?;
+        let secs = (self.p.chain.block_time_ms / 1000).max(1);
+        Some(NextBlock::after(head, secs))
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Heads
+    // ---------------------------------------------------------------------------------------
+
+    fn on_block(&mut self, msg: BlockMsg) {
+        let t0 = msg.received_at;
+        let ts = Instant::now();
+        let update = msg.update;
+        let supplement = self.cache.head().is_some_and(|h| h.hash == update.head.hash);
+        if let Err(e) = self.cache.apply(&update) {
+            warn!(chain = %self.p.chain.name, error = %e, "state update refused: trading paused");
+            self.stats.fresh.store(false, Ordering::Relaxed);
+            let _ = self.feeder.send(FeederCmd::Full);
+            return;
+        }
+        if !self.cache.is_fresh() {
+            // Divergence: ask for a full read; nothing trades until it lands.
+            let _ = self.feeder.send(FeederCmd::Full);
+        }
+        self.stats.fresh.store(self.cache.is_fresh(), Ordering::Relaxed);
+        let head = update.head;
+        let Some(next) = self.next_block() else { return };
+        // Venues whose state (or whose tokens) the covered blocks touched.
+        let changed: Vec<usize> = if update.full {
+            (0..self.market.venues.len()).collect()
+        } else {
+            (0..self.market.venues.len())
+                .filter(|i| {
+                    let v = &self.market.venues[*i];
+                    update.touched.binary_search(&v.address).is_ok()
+                        || update.touched.binary_search(&v.base).is_ok()
+                        || update.touched.binary_search(&v.quote).is_ok()
+                        || !self.market.decoded[*i]
+                })
+                .collect()
+        };
+        self.decode(&changed, &next);
+        if !supplement && update.blocks > 0 {
+            self.track_deviation(&head);
+        }
+        self.hist.record(EventKind::Head, Stage::StateApply, ts.elapsed().as_nanos() as u64);
+        if self.cache.is_fresh() && !supplement {
+            self.trade_head(&head, &next, &changed, t0);
+        }
+        // Eviction keeps memory bounded over a long run.
+        if head.number.is_multiple_of(64) {
+            let gone = self.cache.evict();
+            if !gone.is_empty() {
+                let _ = self.feeder.send(FeederCmd::Unwatch(gone));
+            }
+        }
+        if !supplement {
+            self.stats.heads.fetch_add(1, Ordering::Relaxed);
+            self.stats.last_head.store(head.number, Ordering::Release);
+        }
+        self.hist_publish(false);
+    }
+
+    /// Re-decodes venues `which` from the cache; cold keys are asked of the feeder.
+    fn decode(&mut self, which: &[usize], next: &NextBlock) {
+        if which.is_empty() {
+            return;
+        }
+        let operator = self.p.operator;
+        let mut missing = Vec::new();
+        let mut decoded = Vec::with_capacity(which.len());
+        {
+            let mut bs = self.sim.block_unchecked(&self.cache, next);
+            for &i in which {
+                match self.market.decode(&mut bs, i, operator) {
+                    Ok(pool) => decoded.push((i, pool)),
+                    Err(market::DecodeError::Sim(SimError::Cold(keys))) => missing.extend(keys),
+                    Err(e) => {
+                        debug!(venue = %self.market.venues[i].name, error = %e, "venue not decodable")
+                    }
+                }
+            }
+            let touched = bs.view().take_touched();
+            let number = next.number;
+            drop(bs);
+            self.cache.touch(&touched, number);
+        }
+        let first = self.market.routes.is_empty();
+        for (i, pool) in decoded {
+            self.market.pools[i] = pool;
+            self.market.decoded[i] = true;
+        }
+        if first && self.market.decoded.iter().any(|d| *d) {
+            self.market.enumerate_routes(self.anchor);
+            info!(chain = %self.p.chain.name, routes = self.market.routes.len(), "routes enumerated");
+        }
+        if !missing.is_empty() {
+            self.stats.cold_skips.fetch_add(1, Ordering::Relaxed);
+            self.cache.count_cold(missing.len() as u64);
+            let _ = self.feeder.send(FeederCmd::Watch(missing));
+        }
+    }
+
+    /// Signed deviation of a 1:1 pegged pool from parity, bps (quote per base, decimals
+    /// adjusted); `None` for pools whose tokens are not both USD stables of equal reference price.
+    fn peg_deviation_bps(&self, i: usize) -> Option<f64> {
+        let pool = &self.market.pools[i];
+        let (b, q) = pool.tokens();
+        let (tb, tq) = (self.market.token(&b)?, self.market.token(&q)?);
+        if (tb.usd_price - tq.usd_price).abs() > 1e-9 {
+            return None;
+        }
+        let mid = pool.mid_price().ok()?;
+        let scale = 10f64.powi(i32::from(tb.decimals) - i32::from(tq.decimals));
+        let price = market::u256_f64(mid) / 1e18 * scale;
+        Some((price - 1.0) * 10_000.0)
+    }
+
+    fn track_deviation(&mut self, head: &BlockRef) {
+        for i in self.stabilizer_pools.clone() {
+            if let Some(dev) = self.peg_deviation_bps(i) {
+                let pool = ChainAddress::new(self.p.chain.chain_id, self.market.venues[i].address);
+                let _ = self.deviation.record(pool, head.number, head.timestamp, dev);
+            }
+        }
+    }
+
+    fn book(&self, next: &NextBlock) -> BookState {
+        BookState {
+            block: next.number,
+            unix_time: next.timestamp,
+            base_fee_wei: u128::from(next.base_fee),
+            exposure_usd: Default::default(),
+            bucket_in_use_usd: [0.0; 5],
+        }
+    }
+
+    fn trade_head(&mut self, head: &BlockRef, next: &NextBlock, changed: &[usize], t0: Instant) {
+        if self.gate.is_halted() {
+            if !self.halted_logged {
+                warn!(chain = %self.p.chain.name, "halted: nothing is signed until re-armed");
+                self.halted_logged = true;
+            }
+            return;
+        }
+        self.halted_logged = false;
+        let ts = Instant::now();
+        let mut routes: Vec<usize> = changed
+            .iter()
+            .flat_map(|p| self.market.by_pool.get(*p).into_iter().flatten().map(|r| *r as usize))
+            .collect();
+        routes.sort_unstable();
+        routes.dedup();
+        self.hist.record(EventKind::Head, Stage::Screen, ts.elapsed().as_nanos() as u64);
+        let ts = Instant::now();
+        let picks = self.size_routes(&routes, next, &self.market.pools.clone());
+        self.hist.record(EventKind::Head, Stage::Size, ts.elapsed().as_nanos() as u64);
+        let stab = self.stabilizer_picks(next);
+        let mut all = stab;
+        all.extend(picks);
+        if all.is_empty() {
+            return;
+        }
+        self.prove_and_submit(head, next, all, &[], EventKind::Head, t0);
+    }
+
+    /// Sizes `routes` on `pools`; returns the profitable ones, best first, at most `prove_top`.
+    fn size_routes(&self, routes: &[usize], next: &NextBlock, pools: &[Pool]) -> Vec<Pick> {
+        let ctx = QuoteCtx { timestamp: next.timestamp };
+        let book = self.book(next);
+        let mut picks = Vec::new();
+        for &r in routes {
+            let entry = &self.market.routes[r];
+            if !entry.route.hops().iter().all(|h| self.market.decoded[h.pool]) {
+                continue;
+            }
+            let Some(token) = self.market.token(&entry.route.token()) else { continue };
+            let cap = self.gate.notional_cap(
+                &self.candidate(r, entry.strategy, U256::ZERO, 0.0, I256::ZERO, 0),
+                &book,
+            );
+            let max_in = token.raw_for_usd(cap.max_notional_usd);
+            if max_in.is_zero() {
+                continue;
+            }
+            let min_in = U256::from(10u64).pow(U256::from(token.decimals.saturating_sub(2)));
+            let Ok(sized) = size(pools, &entry.route, &SizingLimits::new(min_in, max_in), &ctx)
+            else {
+                continue;
+            };
+            if sized.profit.is_zero() {
+                continue;
+            }
+            picks.push(Pick {
+                route: r,
+                amount_in: sized.amount_in,
+                native_profit: sized.profit,
+                strategy: entry.strategy,
+            });
+        }
+        self.stats.candidates.fetch_add(picks.len() as u64, Ordering::Relaxed);
+        picks.sort_by(|a, b| {
+            let usd = |p: &Pick| {
+                self.market
+                    .token(&self.market.routes[p.route].route.token())
+                    .map_or(0.0, |t| t.usd(p.native_profit))
+            };
+            usd(b).total_cmp(&usd(a))
+        });
+        picks.truncate(self.p.prove_top.max(1));
+        picks
+    }
+
+    /// Stabilizer candidates: pools whose deviation is sustained past θ, sized k × deviation
+    /// (capped), through the best route that trades the pool toward parity.
+    fn stabilizer_picks(&self, next: &NextBlock) -> Vec<Pick> {
+        let st = &self.p.strategies.stabilizer;
+        if !st.enabled {
+            return Vec::new();
+        }
+        let ctx = QuoteCtx { timestamp: next.timestamp };
+        let mut out = Vec::new();
+        for &i in &self.stabilizer_pools {
+            let pool = ChainAddress::new(self.p.chain.chain_id, self.market.venues[i].address);
+            if !self.deviation.is_sustained(&pool, f64::from(st.theta_bps)) {
+                continue;
+            }
+            let dev = self.deviation.current_bps(&pool).unwrap_or(0.0).abs();
+            let target_usd = (st.k * dev).min(st.per_block_cap_usd);
+            let mut best: Option<Pick> = None;
+            for &r in self.market.by_pool.get(i).into_iter().flatten() {
+                let entry = &self.market.routes[r as usize];
+                let Some(token) = self.market.token(&entry.route.token()) else { continue };
+                let amount = token.raw_for_usd(target_usd);
+                let Ok(profit) =
+                    crate::routes::profit(&self.market.pools, &entry.route, amount, &ctx)
+                else {
+                    continue;
+                };
+                if profit > I256::ZERO
+                    && best.as_ref().is_none_or(|b| profit.into_raw() > b.native_profit)
+                {
+                    best = Some(Pick {
+                        route: r as usize,
+                        amount_in: amount,
+                        native_profit: profit.into_raw(),
+                        strategy: StrategyKind::Stabilizer,
+                    });
+                }
+            }
+            out.extend(best);
+        }
+        out
+    }
+
+    fn candidate(
+        &self,
+        route: usize,
+        strategy: StrategyKind,
+        amount_in: U256,
+        profit_usd: f64,
+        profit_raw: I256,
+        gas_price: u128,
+    ) -> Candidate {
+        let entry = &self.market.routes[route];
+        let token = entry.route.token();
+        let notional = self.market.token(&token).map_or(0.0, |t| t.usd(amount_in));
+        Candidate {
+            route: entry.key,
+            strategy,
+            bucket: match strategy {
+                StrategyKind::Stabilizer => Bucket::B,
+                StrategyKind::CrossChain => Bucket::D,
+                _ if entry.flash.source().is_some() => Bucket::C,
+                _ => Bucket::A,
+            },
+            pools: entry
+                .route
+                .hops()
+                .iter()
+                .map(|h| {
+                    ChainAddress::new(self.p.chain.chain_id, self.market.venues[h.pool].address)
+                })
+                .collect::<SmallVec<_>>(),
+            notional_usd: notional,
+            slippage_bps: self.p.risk.max_slippage_bps,
+            profit_token: ChainAddress::new(self.p.chain.chain_id, token),
+            profit_raw: if profit_raw > I256::ZERO { profit_raw.into_raw() } else { U256::ZERO },
+            profit_usd,
+            gas_price_wei: gas_price,
+            exposure_change_usd: SmallVec::new(),
+        }
+    }
+
+    /// Proves `picks` on the cache (after `pending`, in order), runs containment and the desk
+    /// limits, signs the approved and hands them to the exec task.
+    fn prove_and_submit(
+        &mut self,
+        head: &BlockRef,
+        next: &NextBlock,
+        picks: Vec<Pick>,
+        pending: &[(alloy::rpc::types::Transaction, Bytes)],
+        kind: EventKind,
+        t0: Instant,
+    ) {
+        // The simulation borrows the cache and the simulator while the book (limits, nonces,
+        // ledger) changes: take them out for the duration.
+        let cache = std::mem::take(&mut self.cache);
+        let sim =
+            std::mem::replace(&mut self.sim, Simulator::new(self.p.chain.chain_id, self.p.spec));
+        let touched = self.prove_inner(&cache, &sim, head, next, picks, pending, kind, t0);
+        self.cache = cache;
+        self.sim = sim;
+        self.cache.touch(&touched, next.number);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn prove_inner(
+        &mut self,
+        cache: &ForkCache,
+        simulator: &Simulator,
+        head: &BlockRef,
+        next: &NextBlock,
+        picks: Vec<Pick>,
+        pending: &[(alloy::rpc::types::Transaction, Bytes)],
+        kind: EventKind,
+        t0: Instant,
+    ) -> Vec<Address> {
+        let chain_id = self.p.chain.chain_id;
+        let ctx = QuoteCtx { timestamp: next.timestamp };
+        let fee = match self.fees.quote_for_base_fee(u128::from(next.base_fee), None) {
+            Ok(f) => f,
+            Err(e) => {
+                // Gas spike: stand down rather than overpay.
+                self.stats.refused.fetch_add(picks.len() as u64, Ordering::Relaxed);
+                for p in &picks {
+                    let id = self.open_opportunity(head, p, None);
+                    self.decide(id, Err(("gas_price".into(), e.to_string())));
+                }
+                return Vec::new();
+            }
+        };
+        let pools = self.market.pools.clone();
+        let native_usd = self.p.chain.fees.native_usd;
+        let mut approved: Vec<(u64, usize, SignedTx, SimOutcome, Candidate, I256)> = Vec::new();
+        let mut missing: Vec<StateKey> = Vec::new();
+        let touched = {
+            let Ok(mut bs) = simulator.block(cache, head.hash, next) else { return Vec::new() };
+            for (victim, _) in pending {
+                let Ok(env) = pending_env(victim) else { return Vec::new() };
+                if bs.apply_pending(env).is_err() {
+                    return Vec::new();
+                }
+            }
+            for pick in picks {
+                let entry = self.market.routes[pick.route].clone();
+                let _span = tracing::info_span!(
+                    "opp",
+                    id = self.next_id,
+                    strategy = pick.strategy.as_str()
+                )
+                .entered();
+                let id = self.open_opportunity(head, &pick, Some(&entry));
+                let ts = Instant::now();
+                let params = RouteParams {
+                    amount_in: pick.amount_in,
+                    flash: entry.flash,
+                    min_profit: U256::ZERO,
+                    max_slippage_bps: self.p.risk.max_slippage_bps,
+                    deadline_block: next.number,
+                    coinbase_tip: U256::ZERO,
+                };
+                let Ok(route_arg) =
+                    build_route(&pools, &self.market_addresses(), &entry.route, &params, &ctx)
+                else {
+                    self.decide(id, Err(("encode".into(), "route could not be encoded".into())));
+                    continue;
+                };
+                let plan = plan_of(self.p.executor, &route_arg);
+                let nonce = self.nonce.peek_next();
+                let probe_tx = sim::route_tx(
+                    chain_id,
+                    nonce,
+                    self.p.executor,
+                    route_arg.clone(),
+                    3_000_000,
+                    fee.max_fee_per_gas,
+                    fee.max_priority_fee_per_gas,
+                );
+                let Ok(env) = sim::tx_env(&probe_tx, self.p.operator) else { continue };
+                let mut holders = vec![self.p.executor];
+                holders.extend(plan.flash_source);
+                let sim_tx = SimTx {
+                    tx: env,
+                    tokens: plan.tokens.clone(),
+                    holders,
+                    watch_calls_to: self.p.executor,
+                };
+                let outcome = match bs.simulate(&sim_tx) {
+                    Ok(o) => o,
+                    Err(SimError::Cold(keys)) => {
+                        self.stats.cold_skips.fetch_add(1, Ordering::Relaxed);
+                        missing.extend(keys);
+                        self.decide(
+                            id,
+                            Err((
+                                "cold_state".into(),
+                                "state not cached yet; fetched for the next block".into(),
+                            )),
+                        );
+                        continue;
+                    }
+                    Err(e) => {
+                        self.decide(id, Err(("simulation".into(), e.to_string())));
+                        continue;
+                    }
+                };
+                self.stats.simulated.fetch_add(1, Ordering::Relaxed);
+                self.hist.record(kind, Stage::Sim, ts.elapsed().as_nanos() as u64);
+                let ts = Instant::now();
+                let token = self.market.token(&entry.route.token()).cloned();
+                let sim_profit =
+                    outcome.delta(self.p.executor, entry.route.token()).unwrap_or_default();
+                let gas_cost_wei =
+                    U256::from(outcome.gas_used) * U256::from(fee.expected_gas_price_wei());
+                let gas_usd = market::u256_f64(gas_cost_wei) / 1e18 * native_usd;
+                let profit_usd =
+                    token.as_ref().map_or(0.0, |t| signed_usd(t, sim_profit)) - gas_usd;
+                self.record_simulation(id, next.number, &outcome, sim_profit, profit_usd);
+                if let Err(errs) = check_containment(&plan, &outcome) {
+                    let reason =
+                        errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+                    self.decide(id, Err((format!("containment:{}", errs[0].kind()), reason)));
+                    continue;
+                }
+                // Net of gas in the profit token: what the route must make on chain.
+                let gas_in_token = token
+                    .as_ref()
+                    .map_or(U256::MAX, |t| t.raw_for_usd(gas_usd).saturating_add(U256::from(1)));
+                let net_raw = sim_profit.saturating_sub(I256::from_raw(gas_in_token));
+                let cand = self.candidate(
+                    pick.route,
+                    pick.strategy,
+                    pick.amount_in,
+                    profit_usd,
+                    net_raw,
+                    fee.max_fee_per_gas,
+                );
+                let book = self.book(next);
+                if let Err(r) = self.gate.check(&cand, &book) {
+                    self.hist.record(kind, Stage::Risk, ts.elapsed().as_nanos() as u64);
+                    self.refuse(id, &r);
+                    continue;
+                }
+                if net_raw <= I256::ZERO {
+                    self.refuse(id, &Refusal::MinProfitUsd { profit_usd, min_usd: 0.0 });
+                    continue;
+                }
+                self.hist.record(kind, Stage::Risk, ts.elapsed().as_nanos() as u64);
+                // The final transaction: on-chain minimum profit = gas in token units plus the
+                // slippage-capped share of the simulated profit; gas limit from the simulation.
+                let ts = Instant::now();
+                let keep = U256::from(10_000 - self.p.risk.max_slippage_bps.min(10_000));
+                let floor = sim_profit.into_raw() * keep / U256::from(10_000u32);
+                let mut final_route = route_arg;
+                final_route.minProfit = floor.max(gas_in_token).min(sim_profit.into_raw());
+                let gas_limit = self.margin.gas_limit(outcome.gas_used);
+                if self.p.mode.signs() {
+                    let Some(signer) = &self.p.signer else {
+                        self.decide(id, Err(("no_signer".into(), "no signer configured".into())));
+                        continue;
+                    };
+                    let Ok(nonce) = self.nonce.next() else {
+                        self.decide(
+                            id,
+                            Err(("nonce".into(), "nonce manager needs a resync".into())),
+                        );
+                        continue;
+                    };
+                    let tx = sim::route_tx(
+                        chain_id,
+                        nonce,
+                        self.p.executor,
+                        final_route,
+                        gas_limit,
+                        fee.max_fee_per_gas,
+                        fee.max_priority_fee_per_gas,
+                    );
+                    let params = TxParams {
+                        chain_id,
+                        nonce,
+                        to: self.p.executor,
+                        input: tx.input.clone(),
+                        gas_limit,
+                        max_fee_per_gas: fee.max_fee_per_gas,
+                        max_priority_fee_per_gas: fee.max_priority_fee_per_gas,
+                        value: U256::ZERO,
+                    };
+                    match signer.sign_eip1559(&params) {
+                        Ok(signed) => {
+                            self.hist.record(kind, Stage::Sign, ts.elapsed().as_nanos() as u64);
+                            self.hist.record(kind, Stage::EndToEnd, t0.elapsed().as_nanos() as u64);
+                            approved.push((id, pick.route, signed, outcome, cand, sim_profit));
+                        }
+                        Err(e) => {
+                            self.nonce.release(nonce);
+                            self.decide(id, Err(("sign".into(), e.to_string())));
+                        }
+                    }
+                } else {
+                    self.hist.record(kind, Stage::EndToEnd, t0.elapsed().as_nanos() as u64);
+                    self.decide(id, Ok(()));
+                    self.gate.record_submission(&cand, next.number);
+                }
+            }
+            bs.view().take_touched()
+        };
+        if !missing.is_empty() {
+            self.stats.cold_skips.fetch_add(missing.len() as u64, Ordering::Relaxed);
+            let _ = self.feeder.send(FeederCmd::Watch(missing));
+        }
+        for (id, route, signed, outcome, cand, sim_profit) in approved {
+            self.decide(id, Ok(()));
+            self.gate.record_submission(&cand, next.number);
+            if cand.strategy == StrategyKind::Stabilizer {
+                self.stats.stabilizer_trades.fetch_add(1, Ordering::Relaxed);
+            }
+            self.stats.approved.fetch_add(1, Ordering::Relaxed);
+            if !self.p.mode.sends() {
+                // Shadow: signed and simulated, never sent.
+                self.nonce.release(signed.nonce);
+                continue;
+            }
+            let Some(exec) = &self.exec else {
+                self.nonce.release(signed.nonce);
+                continue;
+            };
+            let entry = &self.market.routes[route];
+            let job = ExecJob {
+                opportunity: id,
+                submission: id,
+                chain_id,
+                leading: pending.iter().map(|(_, raw)| raw.clone()).collect(),
+                txs: vec![signed],
+                target_block: next.number,
+                profit_token: entry.route.token(),
+                executor: self.p.executor,
+                simulated_profit: sim_profit,
+                simulated_gas: outcome.gas_used,
+                route: cand.route,
+                strategy: cand.strategy,
+                profit_usd_per_raw: self
+                    .market
+                    .token(&entry.route.token())
+                    .map_or(0.0, |t| t.usd(U256::from(1))),
+                native_usd,
+                bundle: matches!(self.p.chain.submission.mode, SubmissionMode::FlashbotsRelay),
+            };
+            if exec.send(job).is_ok() {
+                self.stats.submitted.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        touched
+    }
+
+    fn market_addresses(&self) -> Vec<Address> {
+        self.market.venues.iter().map(|v| v.address).collect()
+    }
+
+    fn open_opportunity(&mut self, head: &BlockRef, p: &Pick, entry: Option<&RouteEntry>) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        let entry = entry.unwrap_or(&self.market.routes[p.route]);
+        let token = entry.route.token();
+        let usd = self.market.token(&token).map(|t| t.usd(p.native_profit));
+        if let Some(l) = &self.p.ledger {
+            l.record(ledger::Opportunity {
+                id,
+                chain_id: self.p.chain.chain_id,
+                block: head.number + 1,
+                strategy: p.strategy.as_str().to_owned(),
+                route: entry.label.clone(),
+                token,
+                size: p.amount_in,
+                expected_profit: I256::from_raw(p.native_profit),
+                expected_profit_usd: usd,
+                detected_at_ms: now_ms(),
+            });
+        }
+        if let Some(sev) = self.severity(entry) {
+            debug!(opp = id, severity = sev, route = %entry.label, "depeg deviation");
+        }
+        id
+    }
+
+    /// The seed-004 severity of a depeg route's deviation (the largest over its pegged pools).
+    fn severity(&self, entry: &RouteEntry) -> Option<&'static str> {
+        if entry.strategy != StrategyKind::Depeg || !self.p.strategies.depeg.enabled {
+            return None;
+        }
+        let dev = entry
+            .route
+            .hops()
+            .iter()
+            .filter_map(|h| self.peg_deviation_bps(h.pool))
+            .map(f64::abs)
+            .fold(0.0, f64::max);
+        self.p.strategies.depeg.severity.classify(dev.round() as u32).map(|s| s.as_str())
+    }
+
+    fn record_simulation(
+        &self,
+        id: u64,
+        block: u64,
+        o: &SimOutcome,
+        profit: I256,
+        profit_usd: f64,
+    ) {
+        if let Some(l) = &self.p.ledger {
+            l.record(ledger::Simulation {
+                opportunity_id: id,
+                block,
+                success: o.success(),
+                profit,
+                profit_usd: Some(profit_usd),
+                gas_used: o.gas_used,
+                revert_reason: match &o.status {
+                    sim::SimStatus::Success => None,
+                    sim::SimStatus::Revert(r) | sim::SimStatus::Halt(r) => Some(r.clone()),
+                },
+                deltas: o
+                    .deltas
+                    .iter()
+                    .filter(|d| d.holder == self.p.executor)
+                    .map(|d| ledger::TokenDelta { token: d.token, delta: d.delta })
+                    .collect(),
+                at_ms: now_ms(),
+            });
+        }
+    }
+
+    fn refuse(&mut self, id: u64, r: &Refusal) {
+        self.decide(id, Err((r.kind().to_owned(), r.to_string())));
+    }
+
+    fn decide(&mut self, id: u64, d: Result<(), (String, String)>) {
+        match &d {
+            Ok(()) => info!(opp = id, "approved"),
+            Err((kind, reason)) => {
+                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                debug!(opp = id, kind = %kind, %reason, "refused");
+            }
+        }
+        if let Some(l) = &self.p.ledger {
+            let (approved, kind, reason) = match d {
+                Ok(()) => (true, None, None),
+                Err((k, r)) => (false, Some(k), Some(r)),
+            };
+            l.record(ledger::Decision {
+                opportunity_id: id,
+                approved,
+                refusal_kind: kind,
+                reason,
+                at_ms: now_ms(),
+            });
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Pending transactions (backrun)
+    // ---------------------------------------------------------------------------------------
+
+    fn on_pending(&mut self, p: &PendingTx) {
+        self.stats.pending.fetch_add(1, Ordering::Relaxed);
+        if !self.p.strategies.backrun.enabled || !self.cache.is_fresh() || self.gate.is_halted() {
+            return;
+        }
+        let t0 = p.received_at;
+        let ts = Instant::now();
+        let Some(to) = p.to() else { return };
+        let Some(venue) = self.market.venue_index(&to) else { return };
+        let Some(head) = self.cache.head().copied() else { return };
+        let Some(next) = self.next_block() else { return };
+        let raw = Bytes::from(p.tx.inner.inner().encoded_2718());
+        self.hist.record(EventKind::Pending, Stage::Decode, ts.elapsed().as_nanos() as u64);
+        // The victim's effect: re-decode the venue on the state after it.
+        let ts = Instant::now();
+        let mut pools = self.market.pools.clone();
+        {
+            let Ok(mut bs) = self.sim.block(&self.cache, head.hash, &next) else { return };
+            let Ok(env) = pending_env(&p.tx) else { return };
+            match bs.apply_pending(env) {
+                Ok(sim::SimStatus::Success) => {}
+                _ => return,
+            }
+            match self.market.decode(&mut bs, venue, self.p.operator) {
+                Ok(pool) => pools[venue] = pool,
+                Err(_) => return,
+            }
+        }
+        self.hist.record(EventKind::Pending, Stage::StateApply, ts.elapsed().as_nanos() as u64);
+        let ts = Instant::now();
+        let routes: Vec<usize> =
+            self.market.by_pool.get(venue).into_iter().flatten().map(|r| *r as usize).collect();
+        self.hist.record(EventKind::Pending, Stage::Screen, ts.elapsed().as_nanos() as u64);
+        let ts = Instant::now();
+        let mut picks = self.size_routes(&routes, &next, &pools);
+        self.hist.record(EventKind::Pending, Stage::Size, ts.elapsed().as_nanos() as u64);
+        for pk in &mut picks {
+            pk.strategy = StrategyKind::Backrun;
+        }
+        picks.truncate(1);
+        if picks.is_empty() {
+            return;
+        }
+        let saved = std::mem::replace(&mut self.market.pools, pools);
+        self.prove_and_submit(&head, &next, picks, &[(p.tx.clone(), raw)], EventKind::Pending, t0);
+        self.market.pools = saved;
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Outcomes
+    // ---------------------------------------------------------------------------------------
+
+    fn on_exec(&mut self, r: ExecReport) {
+        let unix = now_ms() / 1000;
+        let trip = match &r.result {
+            ExecResult::Included { pnl_usd } => {
+                self.nonce.confirm(r.nonce);
+                self.gate.record_fill(r.route, *pnl_usd, unix)
+            }
+            ExecResult::Reverted { gas_usd } => {
+                self.nonce.confirm(r.nonce);
+                self.gate.record_revert(r.route, *gas_usd, unix)
+            }
+            ExecResult::Missed => {
+                self.nonce.release(r.nonce);
+                self.gate.record_miss(r.route, unix)
+            }
+            ExecResult::NotDelivered { resync } => {
+                match resync {
+                    Some(latest) => {
+                        self.nonce.resync(*latest);
+                    }
+                    None => self.nonce.release(r.nonce),
+                }
+                Ok(None)
+            }
+        };
+        match trip {
+            Ok(Some(t)) => {
+                warn!(trip = ?t, "kill switch tripped: halted until re-armed");
+                self.record_halt(true, &format!("{t:?}"));
+            }
+            Ok(None) => {}
+            Err(e) => warn!(error = %e, "halt file could not be written; halted in memory"),
+        }
+    }
+}
+
+fn signed_usd(t: &TokenMeta, v: I256) -> f64 {
+    let usd = t.usd(v.unsigned_abs());
+    if v < I256::ZERO { -usd } else { usd }
+}
+
+/// The revm transaction of a pending transaction as the chain would execute it.
+fn pending_env(tx: &alloy::rpc::types::Transaction) -> Result<revm::context::TxEnv, SimError> {
+    let from = tx.inner.signer();
+    let gas_price = tx.max_fee_per_gas();
+    revm::context::TxEnv::builder()
+        .tx_type(Some(tx.inner.inner().tx_type() as u8))
+        .caller(from)
+        .nonce(tx.nonce())
+        .chain_id(tx.chain_id())
+        .kind(tx.kind())
+        .data(tx.input().clone())
+        .value(tx.value())
+        .gas_limit(tx.gas_limit())
+        .gas_price(gas_price)
+        .gas_priority_fee(tx.max_priority_fee_per_gas())
+        .build()
+        .map_err(|e| SimError::Invalid(format!("{e:?}")))
+}
+
+/// Blocks until `f` holds or `timeout` passes (test and tool helper for the engine's counters).
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    f()
+}

@@ -1,0 +1,397 @@
+//! Standing one chain's engine up live: state warm-up, then the ingest feed, the feeder, the
+//! engine thread and the exec task.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use alloy::{
+    primitives::{Address, U256},
+    providers::{Provider, ProviderBuilder},
+    signers::local::PrivateKeySigner,
+};
+use crossbeam_channel::Sender;
+use revm::primitives::hardfork::SpecId;
+use tracing::info;
+
+use super::{
+    Control, Engine, EngineParams, EngineStats, FeederCmd, Input, Market, exec_task, feeder,
+};
+use crate::{
+    config::{ChainConfig, EngineConfig, RiskConfig, StrategiesConfig},
+    exec::{InclusionTracker, Submitter, TxSigner},
+    ingest::{self, BlockRef as IngestBlockRef, IngestHandle, live::LiveConfig},
+    ledger::LedgerHandle,
+    risk::{Halt, Mode},
+    sim::{self, NextBlock, RouteParams, Simulator, build_route},
+    state::{CacheLimits, ForkCache, Refresher, RefresherConfig, RpcSource, StateKey},
+    telemetry::SharedHistograms,
+};
+
+/// What a live run of one chain needs.
+#[derive(Debug)]
+pub struct RunOptions {
+    /// The chain (tokens, venues, lenders, executor, endpoints, submission, fees).
+    pub chain: ChainConfig,
+    /// Strategies.
+    pub strategies: StrategiesConfig,
+    /// Desk limits.
+    pub risk: RiskConfig,
+    /// Ledger path, halt file, modes.
+    pub engine: EngineConfig,
+    /// The executor operator key (overrides `chain.signer`, for tests and tools).
+    pub signer: Option<PrivateKeySigner>,
+    /// The relay identity key (overrides `submission.identity`).
+    pub identity: Option<PrivateKeySigner>,
+    /// The ledger.
+    pub ledger: Option<LedgerHandle>,
+    /// Where to publish stage histograms.
+    pub histograms: Option<SharedHistograms>,
+    /// revm spec of the chain.
+    pub spec: SpecId,
+    /// Candidates proven per event.
+    pub prove_top: usize,
+}
+
+/// Why a run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Configuration is incomplete for a live run.
+    #[error("chain `{chain}`: {what}")]
+    Config {
+        /// Chain.
+        chain: String,
+        /// What is missing.
+        what: String,
+    },
+    /// A key could not be loaded.
+    #[error(transparent)]
+    Signer(#[from] crate::exec::SignerError),
+    /// The submitter could not be built.
+    #[error(transparent)]
+    Submit(#[from] crate::exec::SubmitSetupError),
+    /// The initial state could not be read.
+    #[error("initial state: {0}")]
+    State(String),
+    /// The event feed could not start.
+    #[error(transparent)]
+    Ingest(#[from] ingest::IngestError),
+    /// A thread could not be spawned.
+    #[error("thread: {0}")]
+    Thread(#[from] std::io::Error),
+    /// Telemetry could not be built.
+    #[error(transparent)]
+    Telemetry(#[from] crate::telemetry::TelemetryError),
+}
+
+/// A running chain engine.
+#[derive(Debug)]
+pub struct RunHandle {
+    /// Engine counters.
+    pub stats: Arc<EngineStats>,
+    /// Submissions not yet decided.
+    pub inflight: Arc<AtomicU64>,
+    /// Number of candidate routes.
+    pub routes: usize,
+    control: Sender<Input>,
+    engine: Option<JoinHandle<()>>,
+    feeder: Option<JoinHandle<()>>,
+    ingest: Option<IngestHandle>,
+    exec: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl RunHandle {
+    /// Sends an operator command.
+    pub fn control(&self, c: Control) {
+        let _ = self.control.send(Input::Control(c));
+    }
+
+    /// Waits (blocking) until the engine has fully processed block `number` and no submission is
+    /// in flight; false on timeout.
+    pub fn wait_settled(&self, number: u64, timeout: Duration) -> bool {
+        super::wait_until(timeout, || {
+            self.stats.last_head.load(Ordering::Acquire) >= number
+                && self.inflight.load(Ordering::Acquire) == 0
+        })
+    }
+
+    /// Stops everything: no new decisions, the feed and the engine end, in-flight submissions are
+    /// tracked to their outcome (within `deadline`), the ledger is flushed by the caller.
+    pub async fn stop(mut self, deadline: Duration) {
+        let _ = self.control.send(Input::Control(Control::Stop));
+        if let Some(i) = self.ingest.take() {
+            i.stop().await;
+        }
+        let engine = self.engine.take();
+        let feeder = self.feeder.take();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(e) = engine {
+                let _ = e.join();
+            }
+            if let Some(f) = feeder {
+                let _ = f.join();
+            }
+        })
+        .await;
+        if let Some(x) = self.exec.take() {
+            let _ = tokio::time::timeout(deadline, x).await;
+        }
+    }
+}
+
+/// Starts one chain's engine live: warms the cache for every venue, token and route, then runs
+/// ingest → feeder → engine → exec. Call inside a multi-thread tokio runtime.
+///
+/// # Errors
+/// [`RunError`] naming what could not start.
+pub async fn run_chain(o: RunOptions) -> Result<RunHandle, RunError> {
+    let chain = o.chain.clone();
+    let cfg_err =
+        |what: &str| RunError::Config { chain: chain.name.clone(), what: what.to_owned() };
+    let executor = chain.executor.ok_or_else(|| cfg_err("no executor address"))?;
+    let mode = Mode::from_engine(&o.engine);
+    let key = match (o.signer, &chain.signer) {
+        (Some(k), _) => Some(k),
+        (None, Some(r)) => Some(crate::exec::load_signer(r, crate::exec::KeyRole::Executor)?),
+        (None, None) => None,
+    };
+    if mode.signs() && key.is_none() {
+        return Err(cfg_err("live and shadow modes need a signer"));
+    }
+    let operator = key.as_ref().map_or(Address::ZERO, PrivateKeySigner::address);
+    let url =
+        chain.http_url.expose_secret().parse().map_err(|_| cfg_err("http_url is not a URL"))?;
+    let provider = ProviderBuilder::new().connect_http(url).erased();
+    let start_nonce = provider
+        .get_transaction_count(operator)
+        .await
+        .map_err(|e| RunError::State(e.to_string()))?;
+
+    // State warm-up (off the hot path, before anything trades).
+    let cfg = RefresherConfig { always: vec![executor, operator], ..RefresherConfig::default() };
+    let mut refresher = Refresher::new(RpcSource::new(provider.clone(), 500), cfg);
+    let mut cache = ForkCache::new(CacheLimits::default());
+    let base = refresher.start().await.map_err(|e| RunError::State(e.to_string()))?;
+    cache.apply(&base).map_err(|e| RunError::State(e.to_string()))?;
+    let mut sim = Simulator::new(chain.chain_id, o.spec);
+    let mut market = Market::from_config(&chain);
+    warm_market(
+        &mut refresher,
+        &mut cache,
+        &mut sim,
+        &mut market,
+        operator,
+        executor,
+        &o.strategies,
+        &chain,
+    )
+    .await?;
+    let head = *cache.head().ok_or_else(|| RunError::State("no head".into()))?;
+    info!(chain = %chain.name, block = head.number, venues = market.venues.len(), routes = market.routes.len(), slots = cache.stats().slots, "state warmed");
+    let routes = market.routes.len();
+
+    // Threads and tasks.
+    let (ev_tx, ev_rx) = ingest::channels(1_024, 8_192);
+    let ingest = ingest::live::spawn(
+        LiveConfig::from_chain(&chain),
+        ev_tx,
+        Some(IngestBlockRef { number: head.number, hash: head.hash }),
+    )?;
+    let (in_tx, in_rx) = crossbeam_channel::bounded::<Input>(4_096);
+    let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded::<FeederCmd>();
+    let feeder = feeder::spawn(
+        refresher,
+        tokio::runtime::Handle::current(),
+        ev_rx.heads,
+        cmd_rx,
+        in_tx.clone(),
+        chain.name.clone(),
+    )?;
+    let inflight = Arc::new(AtomicU64::new(0));
+    let (exec_tx, exec_rx) = tokio::sync::mpsc::unbounded_channel();
+    let exec = if mode.sends() {
+        let submitter =
+            Submitter::from_config_with_identity(&chain, o.identity, Duration::from_secs(2))?;
+        let tracker = InclusionTracker::new(&chain.name, &chain.http_url, Duration::from_secs(2))?;
+        let ctx = exec_task::ExecCtx {
+            submitter: Arc::new(submitter),
+            tracker: Arc::new(tracker),
+            ledger: o.ledger.clone(),
+            back: in_tx.clone(),
+            inflight: inflight.clone(),
+            window: 3,
+            poll: Duration::from_millis(25),
+        };
+        Some(tokio::spawn(exec_task::exec_loop(exec_rx, ctx)))
+    } else {
+        None
+    };
+    let stats = Arc::new(EngineStats::default());
+    let params = EngineParams {
+        chain: chain.clone(),
+        strategies: o.strategies,
+        risk: o.risk,
+        mode,
+        halt: Halt::load(&o.engine.halt_file),
+        executor,
+        operator,
+        signer: key.map(TxSigner::new),
+        start_nonce,
+        spec: o.spec,
+        prove_top: o.prove_top,
+        ledger: o.ledger,
+        histograms: o.histograms,
+    };
+    let engine = Engine::new(
+        params,
+        cache,
+        sim,
+        market,
+        cmd_tx,
+        exec.as_ref().map(|_| exec_tx),
+        stats.clone(),
+    )?;
+    let pending_rx = ev_rx.pending;
+    let engine = std::thread::Builder::new()
+        .name(format!("engine-{}", chain.name))
+        .spawn(move || engine.run(&in_rx, &pending_rx))?;
+    Ok(RunHandle {
+        stats,
+        inflight,
+        routes,
+        control: in_tx,
+        engine: Some(engine),
+        feeder: Some(feeder),
+        ingest: Some(ingest),
+        exec,
+    })
+}
+
+/// Reads everything the market needs into the cache: the venues' views (discovered by running
+/// them), the tokens' balance layouts, and every route's executor call at a nominal size.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn warm_market<S: crate::state::StateSource>(
+    refresher: &mut Refresher<S>,
+    cache: &mut ForkCache,
+    sim: &mut Simulator,
+    market: &mut Market,
+    operator: Address,
+    executor: Address,
+    strategies: &StrategiesConfig,
+    chain: &ChainConfig,
+) -> Result<(), RunError> {
+    let err = |e: &dyn std::fmt::Display| RunError::State(e.to_string());
+    for v in &market.venues {
+        cache.pin(v.address);
+    }
+    for t in &market.tokens {
+        cache.pin(t.address);
+    }
+    for l in &market.lenders {
+        cache.pin(l.address);
+    }
+    cache.pin(executor);
+    refresher.watch(
+        market
+            .venues
+            .iter()
+            .map(|v| v.address)
+            .chain(market.tokens.iter().map(|t| t.address))
+            .chain(market.lenders.iter().map(|l| l.address))
+            .map(StateKey::Account),
+    );
+    if let Some(u) = refresher.prefetch().await.map_err(|e| err(&e))? {
+        cache.apply(&u).map_err(|e| err(&e))?;
+    }
+    // Venue views, discovered in rounds.
+    for _ in 0..16 {
+        let next = next_of(cache, chain)?;
+        let missing = {
+            let mut bs = sim.block_unchecked(cache, &next);
+            bs.view().set_discovery(true);
+            for i in 0..market.venues.len() {
+                let _ = market.decode(&mut bs, i, operator);
+                bs.clear_pending();
+            }
+            bs.view().take_misses()
+        };
+        if missing.is_empty() {
+            break;
+        }
+        refresher.watch(missing);
+        if let Some(u) = refresher.prefetch().await.map_err(|e| err(&e))? {
+            cache.apply(&u).map_err(|e| err(&e))?;
+        }
+    }
+    let next = next_of(cache, chain)?;
+    {
+        let mut bs = sim.block_unchecked(cache, &next);
+        for i in 0..market.venues.len() {
+            match market.decode(&mut bs, i, operator) {
+                Ok(p) => {
+                    market.pools[i] = p;
+                    market.decoded[i] = true;
+                }
+                Err(e) => {
+                    tracing::warn!(venue = %market.venues[i].name, error = %e, "venue not decodable; not traded")
+                }
+            }
+        }
+    }
+    for t in market.tokens.clone() {
+        let ok = sim::register_token(refresher, cache, sim, &next, t.address)
+            .await
+            .map_err(|e| err(&e))?;
+        if !ok {
+            tracing::warn!(token = %t.symbol, "balance layout not located: routes through it are refused");
+        }
+    }
+    let anchor = strategies
+        .triangle
+        .enabled
+        .then(|| market.token_by_symbol(&strategies.triangle.anchor).map(|t| t.address))
+        .flatten();
+    market.enumerate_routes(anchor);
+    // Every route's call at a nominal size, so the state it reads is cached.
+    let ctx = crate::venues::QuoteCtx { timestamp: next.timestamp };
+    let addresses: Vec<Address> = market.venues.iter().map(|v| v.address).collect();
+    let mut envs = Vec::new();
+    for r in &market.routes {
+        let Some(t) = market.token(&r.route.token()) else { continue };
+        let params = RouteParams {
+            amount_in: t.raw_for_usd(1.0).max(U256::from(1)),
+            flash: r.flash,
+            min_profit: U256::ZERO,
+            max_slippage_bps: 10_000,
+            deadline_block: 0,
+            coinbase_tip: U256::ZERO,
+        };
+        let Ok(route) = build_route(&market.pools, &addresses, &r.route, &params, &ctx) else {
+            continue;
+        };
+        let tx = sim::route_tx(
+            chain.chain_id,
+            0,
+            executor,
+            route,
+            3_000_000,
+            u128::from(next.base_fee) * 2 + 1,
+            1,
+        );
+        if let Ok(env) = sim::tx_env(&tx, operator) {
+            envs.push(env);
+        }
+    }
+    sim::warm(refresher, cache, sim, &next, &envs, 32).await.map_err(|e| err(&e))?;
+    Ok(())
+}
+
+fn next_of(cache: &ForkCache, chain: &ChainConfig) -> Result<NextBlock, RunError> {
+    let head = cache.head().ok_or_else(|| RunError::State("no head".into()))?;
+    Ok(NextBlock::after(head, (chain.block_time_ms / 1000).max(1)))
+}
