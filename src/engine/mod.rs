@@ -194,6 +194,11 @@ pub struct Engine {
     stabilizer_pools: Vec<usize>,
     anchor: Option<Address>,
     halted_logged: bool,
+    /// Pending transactions seen since the last head (a victim's earlier transactions, e.g. the
+    /// transfer before a DODO `sellBase`, must run before it).
+    pending_seen: Vec<(alloy::rpc::types::Transaction, Bytes)>,
+    /// Pending transactions waiting for state the cache lacked (retried when it arrives).
+    deferred: Vec<(Box<PendingTx>, u8)>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -288,6 +293,8 @@ impl Engine {
             stabilizer_pools,
             anchor,
             halted_logged: false,
+            pending_seen: Vec::new(),
+            deferred: Vec::new(),
             p,
         })
     }
@@ -448,6 +455,11 @@ impl Engine {
         if self.cache.is_fresh() && !supplement {
             self.trade_head(&head, &next, &changed, t0);
         }
+        if supplement && !self.deferred.is_empty() {
+            for (p, tries) in std::mem::take(&mut self.deferred) {
+                self.evaluate_pending(&p, tries + 1);
+            }
+        }
         // Eviction keeps memory bounded over a long run.
         if head.number.is_multiple_of(64) {
             let gone = self.cache.evict();
@@ -456,6 +468,8 @@ impl Engine {
             }
         }
         if !supplement {
+            self.pending_seen.clear();
+            self.deferred.clear();
             self.stats.heads.fetch_add(1, Ordering::Relaxed);
             self.stats.last_head.store(head.number, Ordering::Release);
         }
@@ -1073,26 +1087,61 @@ impl Engine {
 
     fn on_pending(&mut self, p: &PendingTx) {
         self.stats.pending.fetch_add(1, Ordering::Relaxed);
-        if !self.p.strategies.backrun.enabled || !self.cache.is_fresh() || self.gate.is_halted() {
+        let raw = Bytes::from(p.tx.inner.inner().encoded_2718());
+        if self.pending_seen.len() < self.p.strategies.backrun.max_pending_per_block as usize {
+            self.pending_seen.push((p.tx.clone(), raw));
+        }
+        self.evaluate_pending(p, 0);
+    }
+
+    /// Backrun evaluation of one pending transaction; `tries` counts retries after cold state.
+    fn evaluate_pending(&mut self, p: &PendingTx, tries: u8) {
+        let br = &self.p.strategies.backrun;
+        let relay = matches!(self.p.chain.submission.mode, SubmissionMode::FlashbotsRelay);
+        if !br.enabled || (br.bundle_only && !relay) || !self.cache.is_fresh() || self.gate.is_halted() {
+            return;
+        }
+        if p.received_at.elapsed() > Duration::from_millis(br.max_pending_age_ms) {
             return;
         }
         let t0 = p.received_at;
         let ts = Instant::now();
+        let from = p.tx.inner.signer();
         let Some(to) = p.to() else { return };
         let Some(venue) = self.market.venue_index(&to) else { return };
         let Some(head) = self.cache.head().copied() else { return };
         let Some(next) = self.next_block() else { return };
-        let raw = Bytes::from(p.tx.inner.inner().encoded_2718());
+        // The victim and its sender's earlier pending transactions, in nonce order.
+        let mut leading: Vec<(alloy::rpc::types::Transaction, Bytes)> = self
+            .pending_seen
+            .iter()
+            .filter(|(t, _)| t.inner.signer() == from && t.nonce() <= p.tx.nonce())
+            .cloned()
+            .collect();
+        leading.sort_by_key(|(t, _)| t.nonce());
+        leading.dedup_by_key(|(t, _)| t.nonce());
         self.hist.record(EventKind::Pending, Stage::Decode, ts.elapsed().as_nanos() as u64);
         // The victim's effect: re-decode the venue on the state after it.
         let ts = Instant::now();
         let mut pools = self.market.pools.clone();
         {
             let Ok(mut bs) = self.sim.block(&self.cache, head.hash, &next) else { return };
-            let Ok(env) = pending_env(&p.tx) else { return };
-            match bs.apply_pending(env) {
-                Ok(sim::SimStatus::Success) => {}
-                _ => return,
+            for (t, _) in &leading {
+                let Ok(env) = pending_env(t) else { return };
+                match bs.apply_pending(env) {
+                    Ok(sim::SimStatus::Success) => {}
+                    Err(SimError::Cold(keys)) => {
+                        // The victim's own state (its balances) is not cached: fetch it off the
+                        // hot path and look again when it lands, never wait for it here.
+                        self.stats.cold_skips.fetch_add(1, Ordering::Relaxed);
+                        let _ = self.feeder.send(FeederCmd::Watch(keys));
+                        if tries < 4 && self.deferred.len() < 64 {
+                            self.deferred.push((Box::new(p.clone()), tries));
+                        }
+                        return;
+                    }
+                    _ => return,
+                }
             }
             match self.market.decode(&mut bs, venue, self.p.operator) {
                 Ok(pool) => pools[venue] = pool,
@@ -1101,8 +1150,7 @@ impl Engine {
         }
         self.hist.record(EventKind::Pending, Stage::StateApply, ts.elapsed().as_nanos() as u64);
         let ts = Instant::now();
-        let routes: Vec<usize> =
-            self.market.by_pool.get(venue).into_iter().flatten().map(|r| *r as usize).collect();
+        let routes: Vec<usize> = self.market.by_pool.get(venue).into_iter().flatten().map(|r| *r as usize).collect();
         self.hist.record(EventKind::Pending, Stage::Screen, ts.elapsed().as_nanos() as u64);
         let ts = Instant::now();
         let mut picks = self.size_routes(&routes, &next, &pools);
@@ -1115,7 +1163,7 @@ impl Engine {
             return;
         }
         let saved = std::mem::replace(&mut self.market.pools, pools);
-        self.prove_and_submit(&head, &next, picks, &[(p.tx.clone(), raw)], EventKind::Pending, t0);
+        self.prove_and_submit(&head, &next, picks, &leading, EventKind::Pending, t0);
         self.market.pools = saved;
     }
 

@@ -23,6 +23,7 @@ pub struct Bot {
     pub node: DynProvider,
     pub deployer: DynProvider,
     pub cfg: Config,
+    pub identity: Option<PrivateKeySigner>,
     pub _dir: tempfile::TempDir,
 }
 
@@ -49,7 +50,7 @@ pub async fn devnet_bot(k_cusdt: &str) -> Bot {
     cfg.engine.dry_run = false;
     cfg.engine.halt_file = dir.path().join("halt");
     cfg.engine.ledger_path = dir.path().join("ledger.db");
-    Bot { _devnet: devnet, chain, keys, node, deployer, cfg, _dir: dir }
+    Bot { _devnet: devnet, chain, keys, node, deployer, cfg, identity: None, _dir: dir }
 }
 
 impl Bot {
@@ -68,7 +69,7 @@ impl Bot {
             risk: self.cfg.risk.clone(),
             engine: self.cfg.engine.clone(),
             signer: Some(self.keys[2].clone()),
-            identity: None,
+            identity: self.identity.clone(),
             ledger: Some(ledger.clone()),
             histograms: None,
             spec: SpecId::PRAGUE,
@@ -238,4 +239,119 @@ async fn the_halt_file_stops_submissions_and_survives_a_restart() {
     assert!(!bot.cfg.engine.halt_file.exists());
     run.stop(Duration::from_secs(5)).await;
     ledger.close().expect("close");
+}
+
+/// Sends the victim — a transfer of `amount` cUSDT into the pool and its `sellBase`, two pending
+/// transactions with a 2 gwei tip — without waiting (automine is off).
+async fn send_victim(bot: &Bot, pool: Address, amount: U256) -> (alloy::primitives::B256, alloy::primitives::B256) {
+    use alloy::network::TransactionBuilder;
+    let cusdt = bot.chain.tokens["cUSDT"].address;
+    let from = bot.keys[0].address();
+    let nonce = bot.node.get_transaction_count(from).await.expect("nonce");
+    let base = bot.node.get_gas_price().await.expect("gas price");
+    let tip = 2_000_000_000u128;
+    let transfer = alloy::rpc::types::TransactionRequest::default()
+        .with_from(from)
+        .with_to(cusdt)
+        .with_input(alloy::sol_types::SolCall::abi_encode(&TestToken::transferCall { to: pool, amount }))
+        .with_nonce(nonce)
+        .with_gas_limit(200_000)
+        .with_max_fee_per_gas(base * 4 + tip)
+        .with_max_priority_fee_per_gas(tip);
+    let sell = alloy::rpc::types::TransactionRequest::default()
+        .with_from(from)
+        .with_to(pool)
+        .with_input(alloy::sol_types::SolCall::abi_encode(&PmmPool::sellBaseCall { to: from }))
+        .with_nonce(nonce + 1)
+        .with_gas_limit(600_000)
+        .with_max_fee_per_gas(base * 4 + tip)
+        .with_max_priority_fee_per_gas(tip);
+    let a = *bot.deployer.send_transaction(transfer).await.expect("transfer sent").tx_hash();
+    let b = *bot.deployer.send_transaction(sell).await.expect("sell sent").tx_hash();
+    (a, b)
+}
+
+async fn backrun_case(relay: bool) {
+    use alloy::providers::ext::AnvilApi;
+    let mut bot = devnet_bot("0.05").await;
+    bot.cfg.strategies.backrun.enabled = true;
+    bot.cfg.strategies.backrun.bundle_only = false;
+    let pool = bot.pool("cUSDT/USDT");
+    // The victim's cUSDT, minted while blocks still mine on their own.
+    let t = TestToken::new(bot.chain.tokens["cUSDT"].address, &bot.deployer);
+    let pending = t.mint(bot.keys[0].address(), e6(200_000)).send().await.expect("mint");
+    confirm(&bot.deployer, pending, "mint").await.expect("mined");
+    let relay_srv = if relay {
+        let r = super::exec::start_relay(&bot.chain.http_url, super::exec::RelayMode::Honest).await;
+        let chain = bot.cfg.chains.iter_mut().find(|c| c.chain_id == 138).expect("138");
+        chain.submission.mode = cantilever::config::SubmissionMode::FlashbotsRelay;
+        chain.submission.relays = vec![cantilever::config::RelayConfig {
+            name: "loopback".into(),
+            url: cantilever::config::EndpointUrl::new(r.url.clone()).expect("url"),
+            builders: vec![],
+        }];
+        bot.identity = Some(PrivateKeySigner::random());
+        Some(r)
+    } else {
+        None
+    };
+    let ledger = bot.ledger();
+    let run = bot.start(&ledger).await;
+    let head = bot.node.get_block_number().await.expect("n");
+    assert!(run.wait_settled(head, Duration::from_secs(20)));
+    bot.node.anvil_set_auto_mine(false).await.expect("automine off");
+
+    let (transfer, sell) = send_victim(&bot, pool, e6(200_000)).await;
+    // The engine sees the pending victim and submits its backrun.
+    assert!(
+        cantilever::engine::wait_until(Duration::from_secs(20), || run.stats.submitted.load(Ordering::Relaxed) > 0),
+        "a backrun was submitted: {:?}", run.stats
+    );
+    if !relay {
+        // Raw path: the backrun is in the node's pool after the victim; mine them.
+        bot.node.anvil_mine(Some(1), None).await.expect("mine");
+    }
+    let landed = cantilever::engine::wait_until(Duration::from_secs(20), || {
+        records(&ledger, &bot.db()).iter().any(|r| matches!(r, Record::Inclusion(_)))
+    });
+    assert!(landed, "the backrun's inclusion was tracked");
+    let recs = records(&ledger, &bot.db());
+    let inc = recs.iter().find_map(|r| match r { Record::Inclusion(i) => Some(i.clone()), _ => None }).expect("inclusion");
+    assert_eq!(inc.status, ledger::InclusionStatus::Included, "{recs:#?}");
+    assert!(inc.realised_pnl_usd.expect("pnl") > 0.0);
+    let sub = recs.iter().find_map(|r| match r { Record::Submission(s) if s.id == inc.submission_id => Some(s.clone()), _ => None }).expect("submission");
+    let opp = recs.iter().find_map(|r| match r { Record::Opportunity(o) if o.id == sub.opportunity_id => Some(o.clone()), _ => None }).expect("opportunity");
+    assert_eq!(opp.strategy, "backrun");
+    // Order in the block: victim transfer, victim sell, then our backrun.
+    let block = bot.node.get_block_by_number(inc.block.into()).await.expect("block").expect("block");
+    let hashes: Vec<_> = block.transactions.hashes().collect();
+    let pos = |h| hashes.iter().position(|x| *x == h).expect("in the block");
+    assert!(pos(transfer) < pos(sell) && pos(sell) < pos(sub.tx_hashes[0]), "victim then backrun: {hashes:?}");
+    if let Some(r) = relay_srv {
+        let log = r.log.lock().expect("log");
+        assert_eq!(log.bundles.len(), 1, "one bundle reached the relay");
+        assert_eq!(log.bundles[0].len(), 3, "[transfer, sell, backrun]");
+        assert_eq!(alloy::primitives::keccak256(&log.bundles[0][1]), sell);
+        assert_eq!(log.signers, vec![bot.identity.as_ref().expect("identity").address()], "signed by the identity key");
+        assert_eq!(sub.kind, ledger::SubmissionKind::Bundle);
+    } else {
+        assert_eq!(sub.kind, ledger::SubmissionKind::Raw);
+    }
+    eprintln!("backrun ({}): victim {sell} then backrun {} in block {}, realised ${:.4}", if relay { "relay" } else { "raw" }, sub.tx_hashes[0], inc.block, inc.realised_pnl_usd.unwrap_or_default());
+    run.stop(Duration::from_secs(5)).await;
+    ledger.close().expect("close");
+}
+
+/// A pending transaction that moves a pool is backrun: on the relay path the bundle
+/// [victim, backrun] reaches a loopback relay that checks the signature header (DOMAIN §4.3) and
+/// mines both in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_victim_is_backrun_through_a_signed_bundle() {
+    backrun_case(true).await;
+}
+
+/// On the raw path (no builders) the backrun is sent after the victim is seen and lands after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_victim_is_backrun_with_a_raw_transaction() {
+    backrun_case(false).await;
 }
