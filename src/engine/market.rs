@@ -77,6 +77,9 @@ pub struct LenderMeta {
     pub address: Address,
     /// Tokens it lends.
     pub tokens: Vec<Address>,
+    /// Its fee on the borrowed amount, bps rounded up (read from the lender at start-up for
+    /// ERC-3156; 0 for DODO pools; 31 for a V2 flash swap's 0.3% on the repayment).
+    pub fee_bps: u32,
 }
 
 /// A candidate route with what the engine needs to trade it.
@@ -92,6 +95,8 @@ pub struct RouteEntry {
     pub label: String,
     /// Stable key for the size ramp and the ledger.
     pub key: RouteKey,
+    /// The flash source's fee on the input, bps.
+    pub flash_fee_bps: u32,
 }
 
 /// Why a venue could not be decoded from the cache.
@@ -181,10 +186,35 @@ impl Market {
                 kind: l.kind,
                 address: l.address,
                 tokens: l.tokens.iter().map(|s| addr(s)).collect(),
+                fee_bps: match l.kind {
+                    FlashLenderKind::UniswapV2 => 31,
+                    _ => 0,
+                },
             })
             .collect();
         m.tokens = tokens;
         m
+    }
+
+    /// Reads each ERC-3156 lender's fee (`flashFee(token, 10,000)` = the fee in bps, rounded up).
+    ///
+    /// # Errors
+    /// [`SimError`] when the lender's state is not cached.
+    pub fn read_lender_fees(&mut self, bs: &mut BlockSim<'_>) -> Result<(), SimError> {
+        for l in &mut self.lenders {
+            if l.kind != FlashLenderKind::Erc3156 {
+                continue;
+            }
+            let Some(token) = l.tokens.first().copied() else { continue };
+            let call = crate::contracts::FlashLender::flashFeeCall {
+                token,
+                amount: U256::from(10_000u32),
+            };
+            if let Ok(fee) = bs.call(l.address, &call)? {
+                l.fee_bps = u32::try_from(fee).unwrap_or(10_000);
+            }
+        }
+        Ok(())
     }
 
     /// The venue index of `address`.
@@ -358,7 +388,11 @@ impl Market {
                     self.by_pool[h.pool].push(idx);
                 }
             }
-            self.routes.push(RouteEntry { route, strategy, flash, label, key });
+            let flash_fee_bps = flash
+                .source()
+                .and_then(|a| self.lenders.iter().find(|l| l.address == a))
+                .map_or(0, |l| l.fee_bps);
+            self.routes.push(RouteEntry { route, strategy, flash, label, key, flash_fee_bps });
         }
     }
 

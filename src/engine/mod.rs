@@ -599,8 +599,11 @@ impl Engine {
                 continue;
             }
             let min_in = U256::from(10u64).pow(U256::from(token.decimals.saturating_sub(2)));
-            let Ok(sized) = size(pools, &entry.route, &SizingLimits::new(min_in, max_in), &ctx)
-            else {
+            let limits = SizingLimits {
+                input_fee_bps: entry.flash_fee_bps,
+                ..SizingLimits::new(min_in, max_in)
+            };
+            let Ok(sized) = size(pools, &entry.route, &limits, &ctx) else {
                 continue;
             };
             if sized.profit.is_zero() {
@@ -652,6 +655,9 @@ impl Engine {
                 else {
                     continue;
                 };
+                let fee =
+                    (amount * U256::from(entry.flash_fee_bps)).div_ceil(U256::from(10_000u32));
+                let profit = profit.saturating_sub(I256::from_raw(fee));
                 if profit > I256::ZERO
                     && best.as_ref().is_none_or(|b| profit.into_raw() > b.native_profit)
                 {
@@ -1098,7 +1104,11 @@ impl Engine {
     fn evaluate_pending(&mut self, p: &PendingTx, tries: u8) {
         let br = &self.p.strategies.backrun;
         let relay = matches!(self.p.chain.submission.mode, SubmissionMode::FlashbotsRelay);
-        if !br.enabled || (br.bundle_only && !relay) || !self.cache.is_fresh() || self.gate.is_halted() {
+        if !br.enabled
+            || (br.bundle_only && !relay)
+            || !self.cache.is_fresh()
+            || self.gate.is_halted()
+        {
             return;
         }
         if p.received_at.elapsed() > Duration::from_millis(br.max_pending_age_ms) {
@@ -1150,7 +1160,8 @@ impl Engine {
         }
         self.hist.record(EventKind::Pending, Stage::StateApply, ts.elapsed().as_nanos() as u64);
         let ts = Instant::now();
-        let routes: Vec<usize> = self.market.by_pool.get(venue).into_iter().flatten().map(|r| *r as usize).collect();
+        let routes: Vec<usize> =
+            self.market.by_pool.get(venue).into_iter().flatten().map(|r| *r as usize).collect();
         self.hist.record(EventKind::Pending, Stage::Screen, ts.elapsed().as_nanos() as u64);
         let ts = Instant::now();
         let mut picks = self.size_routes(&routes, &next, &pools);

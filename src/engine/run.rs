@@ -329,6 +329,19 @@ pub(crate) async fn warm_market<S: crate::state::StateSource>(
         }
     }
     let next = next_of(cache, chain)?;
+    for _ in 0..8 {
+        let mut bs = sim.block_unchecked(cache, &next);
+        match market.read_lender_fees(&mut bs) {
+            Err(crate::sim::SimError::Cold(keys)) => {
+                drop(bs);
+                refresher.watch(keys);
+                if let Some(u) = refresher.prefetch().await.map_err(|e| err(&e))? {
+                    cache.apply(&u).map_err(|e| err(&e))?;
+                }
+            }
+            _ => break,
+        }
+    }
     {
         let mut bs = sim.block_unchecked(cache, &next);
         for i in 0..market.venues.len() {

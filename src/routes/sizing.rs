@@ -68,6 +68,10 @@ pub struct SizingLimits {
     /// default 24 bits (6·10⁻⁸ of the size) cost about 10⁻¹⁴ of the profit, and at most 6·10⁻⁸ of
     /// it when the optimum is a capacity edge; each extra bit costs about 1.44 quotes.
     pub precision_bits: u32,
+    /// A fee on the input paid out of the route's output, in bps rounded up (an ERC-3156
+    /// lender's `flashFee`): the profit maximised is `output − input − ⌈input·fee/10⁴⌉`. The
+    /// closed forms do not model it, so a non-zero fee sizes by search.
+    pub input_fee_bps: u32,
 }
 
 impl SizingLimits {
@@ -76,7 +80,7 @@ impl SizingLimits {
 
     /// Inputs from `min_in` to `max_in`, default precision.
     pub const fn new(min_in: U256, max_in: U256) -> Self {
-        Self { min_in, max_in, precision_bits: Self::DEFAULT_PRECISION_BITS }
+        Self { min_in, max_in, precision_bits: Self::DEFAULT_PRECISION_BITS, input_fee_bps: 0 }
     }
 
     /// Inputs from 1 wei to `max_in`, default precision.
@@ -195,7 +199,22 @@ fn size_with(
     if mid_price_bound_rejects(pools, route) {
         return Ok(SizedTrade::no_trade(SizingMethod::MidPriceBound, 0));
     }
-    let mut ev = Evaluator::new(|x| run_route(pools, route, x, ctx, |_, _| ()));
+    let fee_bps = U256::from(limits.input_fee_bps);
+    let mut ev = Evaluator::new(|x: U256| {
+        run_route(pools, route, x, ctx, |_, _| ()).map(|out| {
+            if fee_bps.is_zero() {
+                return out;
+            }
+            let num = x.saturating_mul(fee_bps);
+            let fee = if num.is_zero() {
+                U256::ZERO
+            } else {
+                (num - U256::ONE) / U256::from(10_000u32) + U256::ONE
+            };
+            out.saturating_sub(fee)
+        })
+    });
+    let closed_forms = closed_forms && limits.input_fee_bps == 0;
     if let Some((guess, method)) = closed_form(pools, route).filter(|_| closed_forms)
         && let Some(sized) = refine_closed_form(&mut ev, guess, lo, hi, method)?
     {

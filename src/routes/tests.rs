@@ -778,7 +778,7 @@ proptest! {
         let route = Route::new(&pools, hops).unwrap();
         let _ = route_output(&pools, &route, amount, &CTX);
         let _ = profit(&pools, &route, amount, &CTX);
-        let limits = SizingLimits { min_in, max_in, precision_bits: bits };
+        let limits = SizingLimits { min_in, max_in, precision_bits: bits, input_fee_bps: 0 };
         if let Ok(sized) = size(&pools, &route, &limits, &CTX)
             && sized.is_profitable()
         {

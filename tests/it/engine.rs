@@ -243,7 +243,11 @@ async fn the_halt_file_stops_submissions_and_survives_a_restart() {
 
 /// Sends the victim — a transfer of `amount` cUSDT into the pool and its `sellBase`, two pending
 /// transactions with a 2 gwei tip — without waiting (automine is off).
-async fn send_victim(bot: &Bot, pool: Address, amount: U256) -> (alloy::primitives::B256, alloy::primitives::B256) {
+async fn send_victim(
+    bot: &Bot,
+    pool: Address,
+    amount: U256,
+) -> (alloy::primitives::B256, alloy::primitives::B256) {
     use alloy::network::TransactionBuilder;
     let cusdt = bot.chain.tokens["cUSDT"].address;
     let from = bot.keys[0].address();
@@ -253,7 +257,10 @@ async fn send_victim(bot: &Bot, pool: Address, amount: U256) -> (alloy::primitiv
     let transfer = alloy::rpc::types::TransactionRequest::default()
         .with_from(from)
         .with_to(cusdt)
-        .with_input(alloy::sol_types::SolCall::abi_encode(&TestToken::transferCall { to: pool, amount }))
+        .with_input(alloy::sol_types::SolCall::abi_encode(&TestToken::transferCall {
+            to: pool,
+            amount,
+        }))
         .with_nonce(nonce)
         .with_gas_limit(200_000)
         .with_max_fee_per_gas(base * 4 + tip)
@@ -304,8 +311,13 @@ async fn backrun_case(relay: bool) {
     let (transfer, sell) = send_victim(&bot, pool, e6(200_000)).await;
     // The engine sees the pending victim and submits its backrun.
     assert!(
-        cantilever::engine::wait_until(Duration::from_secs(20), || run.stats.submitted.load(Ordering::Relaxed) > 0),
-        "a backrun was submitted: {:?}", run.stats
+        cantilever::engine::wait_until(Duration::from_secs(20), || run
+            .stats
+            .submitted
+            .load(Ordering::Relaxed)
+            > 0),
+        "a backrun was submitted: {:?}",
+        run.stats
     );
     if !relay {
         // Raw path: the backrun is in the node's pool after the victim; mine them.
@@ -316,28 +328,62 @@ async fn backrun_case(relay: bool) {
     });
     assert!(landed, "the backrun's inclusion was tracked");
     let recs = records(&ledger, &bot.db());
-    let inc = recs.iter().find_map(|r| match r { Record::Inclusion(i) => Some(i.clone()), _ => None }).expect("inclusion");
+    let inc = recs
+        .iter()
+        .find_map(|r| match r {
+            Record::Inclusion(i) => Some(i.clone()),
+            _ => None,
+        })
+        .expect("inclusion");
     assert_eq!(inc.status, ledger::InclusionStatus::Included, "{recs:#?}");
     assert!(inc.realised_pnl_usd.expect("pnl") > 0.0);
-    let sub = recs.iter().find_map(|r| match r { Record::Submission(s) if s.id == inc.submission_id => Some(s.clone()), _ => None }).expect("submission");
-    let opp = recs.iter().find_map(|r| match r { Record::Opportunity(o) if o.id == sub.opportunity_id => Some(o.clone()), _ => None }).expect("opportunity");
+    let sub = recs
+        .iter()
+        .find_map(|r| match r {
+            Record::Submission(s) if s.id == inc.submission_id => Some(s.clone()),
+            _ => None,
+        })
+        .expect("submission");
+    let opp = recs
+        .iter()
+        .find_map(|r| match r {
+            Record::Opportunity(o) if o.id == sub.opportunity_id => Some(o.clone()),
+            _ => None,
+        })
+        .expect("opportunity");
     assert_eq!(opp.strategy, "backrun");
     // Order in the block: victim transfer, victim sell, then our backrun.
-    let block = bot.node.get_block_by_number(inc.block.into()).await.expect("block").expect("block");
+    let block =
+        bot.node.get_block_by_number(inc.block.into()).await.expect("block").expect("block");
     let hashes: Vec<_> = block.transactions.hashes().collect();
     let pos = |h| hashes.iter().position(|x| *x == h).expect("in the block");
-    assert!(pos(transfer) < pos(sell) && pos(sell) < pos(sub.tx_hashes[0]), "victim then backrun: {hashes:?}");
+    assert!(
+        pos(transfer) < pos(sell) && pos(sell) < pos(sub.tx_hashes[0]),
+        "victim then backrun: {hashes:?}"
+    );
     if let Some(r) = relay_srv {
         let log = r.log.lock().expect("log");
-        assert_eq!(log.bundles.len(), 1, "one bundle reached the relay");
+        // (The size ramp caps each route at $1,000, so later heads may trade the rest of the
+        // deviation in further bundles; the first one is the backrun.)
+        assert!(!log.bundles.is_empty(), "the bundle reached the relay");
         assert_eq!(log.bundles[0].len(), 3, "[transfer, sell, backrun]");
+        assert_eq!(alloy::primitives::keccak256(&log.bundles[0][0]), transfer);
         assert_eq!(alloy::primitives::keccak256(&log.bundles[0][1]), sell);
-        assert_eq!(log.signers, vec![bot.identity.as_ref().expect("identity").address()], "signed by the identity key");
+        assert_eq!(alloy::primitives::keccak256(&log.bundles[0][2]), sub.tx_hashes[0]);
+        let identity = bot.identity.as_ref().expect("identity").address();
+        assert!(log.signers.iter().all(|s| *s == identity), "signed by the identity key");
+        assert!(log.rejected.is_empty(), "the relay accepted every signature: {:?}", log.rejected);
         assert_eq!(sub.kind, ledger::SubmissionKind::Bundle);
     } else {
         assert_eq!(sub.kind, ledger::SubmissionKind::Raw);
     }
-    eprintln!("backrun ({}): victim {sell} then backrun {} in block {}, realised ${:.4}", if relay { "relay" } else { "raw" }, sub.tx_hashes[0], inc.block, inc.realised_pnl_usd.unwrap_or_default());
+    eprintln!(
+        "backrun ({}): victim {sell} then backrun {} in block {}, realised ${:.4}",
+        if relay { "relay" } else { "raw" },
+        sub.tx_hashes[0],
+        inc.block,
+        inc.realised_pnl_usd.unwrap_or_default()
+    );
     run.stop(Duration::from_secs(5)).await;
     ledger.close().expect("close");
 }
@@ -354,4 +400,34 @@ async fn a_pending_victim_is_backrun_through_a_signed_bundle() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pending_victim_is_backrun_with_a_raw_transaction() {
     backrun_case(false).await;
+}
+
+/// An opportunity smaller than its costs (gas, fees, the minimum profit) is proven and refused
+/// with its reason, never sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opportunity_smaller_than_its_costs_is_never_sent() {
+    let bot = devnet_bot("0.05").await;
+    let ledger = bot.ledger();
+    let run = bot.start(&ledger).await;
+    let dumped = bot.dump(bot.pool("cUSDT/USDT"), true, e6(30_000)).await;
+    assert!(run.wait_settled(dumped, Duration::from_secs(20)));
+    let recs = records(&ledger, &bot.db());
+    assert_eq!(run.stats.submitted.load(Ordering::Relaxed), 0, "nothing sent: {recs:#?}");
+    let refusals: Vec<_> = recs
+        .iter()
+        .filter_map(|r| match r {
+            Record::Decision(d) if !d.approved => Some(d.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(!refusals.is_empty(), "the small opportunity was proven and refused: {recs:#?}");
+    assert!(
+        refusals
+            .iter()
+            .all(|d| d.refusal_kind.as_deref().is_some_and(|k| k.starts_with("min_profit"))),
+        "refused for its size: {refusals:#?} {recs:#?}"
+    );
+    eprintln!("refused: {:?}", refusals.iter().map(|d| d.reason.clone()).collect::<Vec<_>>());
+    run.stop(Duration::from_secs(5)).await;
+    ledger.close().expect("close");
 }
