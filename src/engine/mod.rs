@@ -214,6 +214,9 @@ struct Pick {
     amount_in: U256,
     native_profit: U256,
     strategy: StrategyKind,
+    /// The funding chosen: the executor's inventory when it holds enough (no flash fee), else
+    /// the route's flash source.
+    flash: sim::FlashPlan,
 }
 
 fn now_ms() -> u64 {
@@ -599,13 +602,29 @@ impl Engine {
                 continue;
             }
             let min_in = U256::from(10u64).pow(U256::from(token.decimals.saturating_sub(2)));
-            let limits = SizingLimits {
-                input_fee_bps: entry.flash_fee_bps,
-                ..SizingLimits::new(min_in, max_in)
-            };
-            let Ok(sized) = size(pools, &entry.route, &limits, &ctx) else {
-                continue;
-            };
+            // Own inventory first (no flash fee), within what the executor holds.
+            let inventory = self.inventory(entry.route.token());
+            let mut best: Option<(crate::routes::SizedTrade, sim::FlashPlan)> = None;
+            if inventory > min_in {
+                let limits = SizingLimits::new(min_in, max_in.min(inventory));
+                if let Ok(sized) = size(pools, &entry.route, &limits, &ctx)
+                    && !sized.profit.is_zero()
+                {
+                    best = Some((sized, sim::FlashPlan::Inventory));
+                }
+            }
+            if entry.flash.source().is_some() && best.as_ref().is_none_or(|(b, _)| b.amount_in >= inventory) {
+                let limits = SizingLimits {
+                    input_fee_bps: entry.flash_fee_bps,
+                    ..SizingLimits::new(min_in, max_in)
+                };
+                if let Ok(sized) = size(pools, &entry.route, &limits, &ctx)
+                    && best.as_ref().is_none_or(|(b, _)| sized.profit > b.profit)
+                {
+                    best = Some((sized, entry.flash));
+                }
+            }
+            let Some((sized, flash)) = best else { continue };
             if sized.profit.is_zero() {
                 continue;
             }
@@ -614,6 +633,7 @@ impl Engine {
                 amount_in: sized.amount_in,
                 native_profit: sized.profit,
                 strategy: entry.strategy,
+                flash,
             });
         }
         self.stats.candidates.fetch_add(picks.len() as u64, Ordering::Relaxed);
@@ -666,12 +686,22 @@ impl Engine {
                         amount_in: amount,
                         native_profit: profit.into_raw(),
                         strategy: StrategyKind::Stabilizer,
+                        flash: entry.flash,
                     });
                 }
             }
             out.extend(best);
         }
         out
+    }
+
+    /// The executor's balance of `token` in the cache (zero when its layout or slot is unknown).
+    fn inventory(&self, token: Address) -> U256 {
+        self.sim
+            .layouts()
+            .get(&token)
+            .and_then(|l| self.cache.storage(&token, &l.balance_slot(self.p.executor)))
+            .unwrap_or_default()
     }
 
     fn candidate(
@@ -785,7 +815,7 @@ impl Engine {
                 let ts = Instant::now();
                 let params = RouteParams {
                     amount_in: pick.amount_in,
-                    flash: entry.flash,
+                    flash: pick.flash,
                     min_profit: U256::ZERO,
                     max_slippage_bps: self.p.risk.max_slippage_bps,
                     deadline_block: next.number,
