@@ -8,6 +8,7 @@ mod cli;
 mod devnet;
 mod exec;
 mod executor;
+mod faults;
 mod harness;
 mod ingest;
 mod ledger;
@@ -16,4 +17,3 @@ mod quote;
 mod state;
 mod telemetry;
 mod venues;
-
