@@ -2,5 +2,7 @@
 //! that needs no engine: WebSocket faults through a loopback proxy, RPC faults through a fake
 //! JSON-RPC server, decoders under random input, and secrets kept out of logs and `--help`.
 
+mod fake_rpc;
 mod proxy;
+mod rpc;
 mod ws;
