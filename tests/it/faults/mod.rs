@@ -5,4 +5,5 @@
 mod fake_rpc;
 mod proxy;
 mod rpc;
+mod secrets;
 mod ws;
