@@ -3,6 +3,7 @@
 //! JSON-RPC server, decoders under random input, and secrets kept out of logs and `--help`.
 
 mod fake_rpc;
+mod fuzz;
 mod proxy;
 mod rpc;
 mod secrets;
