@@ -387,6 +387,7 @@ impl RpcSource {
         let p = &self.policy;
         let started = Instant::now();
         let mut attempt: u32 = 0;
+        let mut previous: Option<SourceError> = None;
         loop {
             attempt += 1;
             MethodStats::add(&stats.attempts);
@@ -403,7 +404,15 @@ impl RpcSource {
                 }
                 Err(_) => {
                     MethodStats::add(&stats.timeouts);
-                    SourceError::Timeout { method, after: limit }
+                    // An attempt cut short by the deadline says nothing about the node: report
+                    // what the full attempt before it found.
+                    match previous.take() {
+                        Some(e) if limit < p.call_timeout => {
+                            MethodStats::add(&stats.failures);
+                            return Err(e);
+                        }
+                        _ => SourceError::Timeout { method, after: limit },
+                    }
                 }
             };
             if !err.is_retryable() {
@@ -419,6 +428,7 @@ impl RpcSource {
             }
             tracing::debug!(target: "cantilever::state", method, attempt, error = %err,
                 "read failed; retrying");
+            previous = Some(err);
             tokio::time::sleep(delay).await;
         }
     }
