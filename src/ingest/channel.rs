@@ -37,8 +37,11 @@ pub struct IngestCounters {
     pub reconnects: AtomicU64,
     /// Failed connection or subscription attempts.
     pub connect_failures: AtomicU64,
-    /// Failed block fetches over HTTP (each try).
+    /// Failed block fetches over HTTP (each try, timeouts included).
     pub fetch_errors: AtomicU64,
+    /// Sessions ended as stale: after a quiet spell the node had heads the subscription never
+    /// delivered (a silent reconnect that lost notifications, or a black-holed socket).
+    pub stale_sessions: AtomicU64,
     /// Whether the WebSocket session is up.
     pub connected: AtomicBool,
 }

@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 use alloy::eips::BlockNumberOrTag;
 use alloy::primitives::B256;
 use alloy::providers::{DynProvider, Provider, ProviderBuilder, WsConnect};
+use alloy::transports::TransportErrorKind;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
+use tokio::time::timeout;
 
 use super::{
     BlockRef, Event, EventSender, Head, HeadTracker, IngestCounters, PendingTx, SendError, Step,
@@ -60,6 +62,15 @@ pub struct LiveConfig {
     pub ws_keepalive: Duration,
     /// Tries per block fetch over HTTP before giving up (→ resync). Default 4.
     pub fetch_tries: u32,
+    /// Longest wait for one network step: the WebSocket connect, a subscribe, one block fetch.
+    /// A silent peer (accepts, never answers) costs this much, never a hang. Default 5 s.
+    pub request_timeout: Duration,
+    /// With no new head on the subscription for this long, the latest block is polled over
+    /// HTTP. If the node has heads the subscription never delivered, they are emitted (backfilled
+    /// in order) and the session is ended as stale and reconnected: alloy reconnects silently
+    /// and never replays, and a black-holed socket may stay "up". Default 10 s;
+    /// [`LiveConfig::from_chain`] uses three block times (1 s to 60 s).
+    pub stale_after: Duration,
 }
 
 impl fmt::Debug for LiveConfig {
@@ -91,12 +102,17 @@ impl LiveConfig {
             ws_retry_interval: Duration::from_millis(500),
             ws_keepalive: Duration::from_secs(5),
             fetch_tries: 4,
+            request_timeout: Duration::from_secs(5),
+            stale_after: Duration::from_secs(10),
         }
     }
 
-    /// Defaults for a configured chain.
+    /// Defaults for a configured chain; [`stale_after`](Self::stale_after) is three block times.
     pub fn from_chain(chain: &ChainConfig) -> Self {
-        Self::new(chain.chain_id, chain.ws_url.clone(), chain.http_url.clone())
+        let mut cfg = Self::new(chain.chain_id, chain.ws_url.clone(), chain.http_url.clone());
+        cfg.stale_after = Duration::from_millis(chain.block_time_ms.saturating_mul(3))
+            .clamp(Duration::from_secs(1), Duration::from_secs(60));
+        cfg
     }
 }
 
@@ -159,7 +175,9 @@ pub fn spawn(
 
 /// How a session ended.
 enum End {
-    /// Connection or subscription lost: reconnect.
+    /// It never came up (connect or subscribe failed or timed out): reconnect.
+    Failed,
+    /// It was up, then lost (connection closed, or the subscription went stale): reconnect.
     Lost,
     /// The engine is gone: stop.
     Stop,
@@ -180,11 +198,10 @@ impl Source {
             let started = Instant::now();
             match self.session().await {
                 End::Stop => return,
-                End::Lost => {}
-            }
-            // A session that lasted a while resets the backoff.
-            if started.elapsed() > self.cfg.backoff_max {
-                failures = 0;
+                // A session that was up for a while resets the backoff (a connect that times
+                // out does not: it would turn the backoff into the timeout).
+                End::Lost if started.elapsed() > self.cfg.backoff_max => failures = 0,
+                End::Lost | End::Failed => {}
             }
             failures = failures.saturating_add(1);
             IngestCounters::add(&self.counters.reconnects, 1);
@@ -196,30 +213,29 @@ impl Source {
 
     async fn session(&mut self) -> End {
         let chain_id = self.cfg.chain_id;
+        let limit = self.cfg.request_timeout;
         let ws = WsConnect::new(self.cfg.ws_url.expose_secret())
             .with_max_retries(self.cfg.ws_max_retries)
             .with_retry_interval(self.cfg.ws_retry_interval)
             .with_keepalive_interval(self.cfg.ws_keepalive);
-        let provider = match ProviderBuilder::new().connect_ws(ws).await {
-            Ok(p) => p,
-            Err(_) => return self.connect_failed("connect"),
+        // Every step is bounded: a peer that accepts and never answers must not hang the feed.
+        let provider = match timeout(limit, ProviderBuilder::new().connect_ws(ws)).await {
+            Ok(Ok(p)) => p,
+            _ => return self.connect_failed("connect"),
         };
-        let mut heads = match provider
-            .subscribe_blocks()
-            .channel_size(self.cfg.head_subscription_capacity)
-            .await
-        {
-            Ok(s) => s,
-            Err(_) => return self.connect_failed("subscribe newHeads"),
+        let subscribe =
+            provider.subscribe_blocks().channel_size(self.cfg.head_subscription_capacity);
+        let mut heads = match timeout(limit, subscribe).await {
+            Ok(Ok(s)) => s,
+            _ => return self.connect_failed("subscribe newHeads"),
         };
         let mut pending = if self.cfg.pending {
-            match provider
+            let subscribe = provider
                 .subscribe_full_pending_transactions()
-                .channel_size(self.cfg.pending_subscription_capacity)
-                .await
-            {
-                Ok(s) => Some(s),
-                Err(_) => {
+                .channel_size(self.cfg.pending_subscription_capacity);
+            match timeout(limit, subscribe).await {
+                Ok(Ok(s)) => Some(s),
+                _ => {
                     // Some nodes do not offer full pending transactions: follow heads anyway.
                     IngestCounters::add(&self.counters.connect_failures, 1);
                     tracing::warn!(target: TARGET, chain_id,
@@ -239,11 +255,14 @@ impl Source {
         if self.catch_up().await.is_err() {
             return End::Stop;
         }
+        let quiet = tokio::time::sleep(self.cfg.stale_after);
+        tokio::pin!(quiet);
         let end = loop {
             tokio::select! {
                 biased;
                 r = heads.recv() => match r {
                     Ok(header) => {
+                        quiet.as_mut().reset(tokio::time::Instant::now() + self.cfg.stale_after);
                         let head = Head::from_rpc(chain_id, &header, Instant::now());
                         let step = self.tracker.on_head(head);
                         if self.drive(step).await.is_err() {
@@ -275,17 +294,43 @@ impl Source {
                     }
                     Err(RecvError::Closed) => break End::Lost,
                 },
+                () = &mut quiet => match self.check_stale().await {
+                    Ok(false) => {
+                        quiet.as_mut().reset(tokio::time::Instant::now() + self.cfg.stale_after);
+                    }
+                    Ok(true) => break End::Lost,
+                    Err(SendError) => break End::Stop,
+                },
             }
         };
         self.counters.connected.store(false, Ordering::Relaxed);
         if let End::Stop = end {
             return End::Stop;
         }
-        tracing::warn!(target: TARGET, chain_id, "subscription closed; connection lost");
+        tracing::warn!(target: TARGET, chain_id, "subscription closed or stale; connection lost");
         match self.emit(Event::Connection { chain_id, up: false }).await {
             Ok(()) => End::Lost,
             Err(_) => End::Stop,
         }
+    }
+
+    /// After a quiet spell, polls the latest block. `Ok(true)` when the node has heads above
+    /// the last one emitted that the subscription never delivered: they are emitted in order
+    /// (backfilled), and the subscription is stale. A latest block at or below the tip changes
+    /// nothing (an idle chain, or an HTTP backend a block behind: never a reason to roll back).
+    async fn check_stale(&mut self) -> Result<bool, SendError> {
+        let Some(head) = self.fetch(BlockQuery::Latest).await else {
+            return Ok(false);
+        };
+        if self.tracker.tip().is_some_and(|tip| head.number <= tip.number) {
+            return Ok(false);
+        }
+        IngestCounters::add(&self.counters.stale_sessions, 1);
+        tracing::warn!(target: TARGET, chain_id = self.cfg.chain_id, quiet = ?self.cfg.stale_after,
+            latest = head.number, "the subscription missed heads the node has; reconnecting");
+        let step = self.tracker.on_head(head);
+        self.drive(step).await?;
+        Ok(true)
     }
 
     /// Counts and logs a failed connection step. The error text is not logged: it may contain
@@ -293,7 +338,7 @@ impl Source {
     fn connect_failed(&self, what: &'static str) -> End {
         IngestCounters::add(&self.counters.connect_failures, 1);
         tracing::warn!(target: TARGET, chain_id = self.cfg.chain_id, what, "websocket failed");
-        End::Lost
+        End::Failed
     }
 
     /// Emits a head or control event, counting heads, reorgs and resyncs.
@@ -349,9 +394,18 @@ impl Source {
     async fn fetch(&self, query: BlockQuery) -> Option<Head> {
         let tries = self.cfg.fetch_tries.max(1);
         for attempt in 0..tries {
-            let result = match query {
-                BlockQuery::Hash(h) => self.http.get_block_by_hash(h).await,
-                BlockQuery::Latest => self.http.get_block_by_number(BlockNumberOrTag::Latest).await,
+            let call = async {
+                match query {
+                    BlockQuery::Hash(h) => self.http.get_block_by_hash(h).await,
+                    BlockQuery::Latest => {
+                        self.http.get_block_by_number(BlockNumberOrTag::Latest).await
+                    }
+                }
+            };
+            // A timeout counts as a failed try, like a transport error.
+            let result = match timeout(self.cfg.request_timeout, call).await {
+                Ok(r) => r,
+                Err(_) => Err(TransportErrorKind::custom_str("block fetch timed out")),
             };
             match result {
                 Ok(Some(block)) => {

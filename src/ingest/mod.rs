@@ -14,7 +14,9 @@
 //!   channels far above alloy's default of 16, `recv()` so lag is seen, counted and followed by a
 //!   [`Event::Resync`] and a catch-up from `latest`; when the connection ends it reconnects with
 //!   capped exponential backoff and jitter, emitting [`Event::Connection`] down and up, and
-//!   backfills from the last head by hash. Every error path sleeps; nothing spins.
+//!   backfills from the last head by hash. Every network step is under a timeout; a quiet spell
+//!   polls the latest block and ends a stale session (missed heads are backfilled first).
+//!   Every error path sleeps; nothing spins.
 //! - [`channels`] makes the two channels. Heads are never dropped: when the heads channel is full
 //!   the ingest task waits (an async sleep-and-retry, never blocking a tokio thread) and counts the
 //!   stall; meanwhile alloy's subscription buffer absorbs new heads, and if it overflows the lag is

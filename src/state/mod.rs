@@ -44,7 +44,8 @@ use alloy::primitives::{Address, B256, U256};
 pub use cache::{ApplyError, ApplyOutcome, CacheLimits, CacheStats, ForkCache};
 pub use refresh::{RefreshError, Refresher, RefresherConfig};
 pub use source::{
-    AccountRead, BlockInfo, ReadRequest, ReadSet, RpcSource, SourceError, StateSource,
+    AccountRead, BlockInfo, MethodStats, ReadRequest, ReadSet, RetryPolicy, RpcSource, SourceError,
+    SourceStats, StateSource,
 };
 pub use view::{StateError, StateView};
 

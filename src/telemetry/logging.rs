@@ -1,15 +1,44 @@
 //! Tracing set-up and the per-opportunity span.
 
-use tracing::Subscriber;
-use tracing_subscriber::EnvFilter;
+use tracing::{Level, Subscriber};
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::{EnvFilter, Registry, filter::filter_fn};
 
 use super::TelemetryError;
 use crate::config::LogFormat;
 
+/// Targets whose debug and trace output may carry endpoint URLs, which may embed API keys:
+/// alloy's HTTP transport opens a DEBUG span holding the full URL, and the HTTP, TLS and
+/// WebSocket stacks below it log requests and connections. [`init_tracing`] and [`subscriber`]
+/// cap them (and their submodules) at INFO whatever `RUST_LOG` or the configured filter asks.
+pub const URL_TARGETS: &[&str] = &[
+    "alloy_transport_http",
+    "alloy_transport_ws",
+    "alloy_transport",
+    "alloy_rpc_client",
+    "alloy_pubsub",
+    "alloy_provider",
+    "reqwest",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "rustls",
+    "tungstenite",
+    "tokio_tungstenite",
+];
+
+/// Whether `target` is one of [`URL_TARGETS`] or under one.
+fn url_target(target: &str) -> bool {
+    URL_TARGETS.iter().any(|t| {
+        target.strip_prefix(t).is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+    })
+}
+
 /// Installs the global subscriber: logs on stderr in `format`, filtered by `RUST_LOG` when it is
 /// set, else by `filter` (`[telemetry] log_level`: `info`, or `info,cantilever::sim=debug`).
-/// An invalid `RUST_LOG` is logged as a warning and `filter` used instead.
+/// An invalid `RUST_LOG` is logged as a warning and `filter` used instead. [`URL_TARGETS`] are
+/// capped at INFO either way.
 ///
 /// # Errors
 /// [`TelemetryError::Filter`] when `filter` does not parse, [`TelemetryError::TracingInit`]
@@ -26,8 +55,8 @@ pub fn init_tracing(format: LogFormat, filter: &str) -> Result<(), TelemetryErro
     Ok(())
 }
 
-/// The subscriber [`init_tracing`] installs, writing to `writer` without colour codes (tests
-/// capture logs with it).
+/// The subscriber [`init_tracing`] installs (with the same cap on [`URL_TARGETS`]), writing to
+/// `writer` without colour codes (tests capture logs with it).
 ///
 /// # Errors
 /// [`TelemetryError::Filter`] as for [`init_tracing`].
@@ -74,11 +103,13 @@ where
         },
         None => (parse("[telemetry] log_level", filter)?, None),
     };
-    let builder =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(ansi);
+    // A global filter of its own, so no directive (however specific) lifts the cap.
+    let cap = filter_fn(|meta| !(*meta.level() > Level::INFO && url_target(meta.target())));
+    let layer = tracing_subscriber::fmt::layer().with_writer(writer).with_ansi(ansi);
+    let base = Registry::default().with(filter).with(cap);
     let subscriber: Box<dyn Subscriber + Send + Sync> = match format {
-        LogFormat::Text => Box::new(builder.finish()),
-        LogFormat::Json => Box::new(builder.json().finish()),
+        LogFormat::Text => Box::new(base.with(layer)),
+        LogFormat::Json => Box::new(base.with(layer.json())),
     };
     Ok((subscriber, ignored))
 }

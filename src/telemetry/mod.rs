@@ -52,7 +52,7 @@ use std::net::SocketAddr;
 
 pub use health::{ChainHealth, ChainStatus, DEFAULT_MAX_HEAD_LAG_BLOCKS, Health, HealthReport};
 pub use histograms::{EventKind, Percentiles, SharedHistograms, Stage, StageHistograms};
-pub use logging::{init_tracing, opportunity_span, subscriber};
+pub use logging::{URL_TARGETS, init_tracing, opportunity_span, subscriber};
 pub use metrics::{ChainMetrics, Counter, FloatGauge, Gauge, Metrics, Registry, rss_bytes};
 pub use server::{Exporter, MetricsServer};
 

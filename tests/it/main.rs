@@ -9,6 +9,7 @@ mod devnet;
 mod engine;
 mod exec;
 mod executor;
+mod faults;
 mod harness;
 mod ingest;
 mod ledger;
