@@ -29,7 +29,7 @@ use crate::{
     ledger::LedgerHandle,
     risk::{Halt, Mode},
     sim::{self, NextBlock, RouteParams, Simulator, build_route},
-    state::{CacheLimits, ForkCache, Refresher, RefresherConfig, RpcSource, StateKey},
+    state::{CacheLimits, ForkCache, Refresher, RefresherConfig, RetryPolicy, RpcSource, StateKey},
     telemetry::SharedHistograms,
 };
 
@@ -174,7 +174,13 @@ pub async fn run_chain(o: RunOptions) -> Result<RunHandle, RunError> {
 
     // State warm-up (off the hot path, before anything trades).
     let cfg = RefresherConfig { always: vec![executor, operator], ..RefresherConfig::default() };
-    let mut refresher = Refresher::new(RpcSource::new(provider.clone(), 500), cfg);
+    // Per-head reads must settle within a block or two: a short retry budget.
+    let policy = RetryPolicy {
+        call_timeout: Duration::from_secs(1),
+        deadline: Duration::from_secs(2),
+        ..RetryPolicy::default()
+    };
+    let mut refresher = Refresher::new(RpcSource::new(provider.clone(), 500).with_policy(policy), cfg);
     let mut cache = ForkCache::new(CacheLimits::default());
     let base = refresher.start().await.map_err(|e| RunError::State(e.to_string()))?;
     cache.apply(&base).map_err(|e| RunError::State(e.to_string()))?;
