@@ -101,6 +101,7 @@ pub(crate) struct ExecCtx {
     pub(crate) ledger: Option<LedgerHandle>,
     pub(crate) back: Sender<Input>,
     pub(crate) inflight: Arc<AtomicU64>,
+    pub(crate) sent: Arc<AtomicU64>,
     pub(crate) window: u64,
     pub(crate) poll: Duration,
 }
@@ -130,6 +131,7 @@ async fn handle(job: ExecJob, c: &ExecCtx) {
         replacement_uuid: None,
     };
     let report = c.submitter.submit(&req).await;
+    c.sent.fetch_add(1, Ordering::AcqRel);
     let at_ms = ledger::now_unix_ms();
     let hashes: Vec<_> = job.txs.iter().map(|t| t.hash).collect();
     let max_fee = job.txs.first().map_or(0, |t| t.max_fee_per_gas);

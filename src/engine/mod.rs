@@ -199,6 +199,8 @@ pub struct Engine {
     pending_seen: Vec<(alloy::rpc::types::Transaction, Bytes)>,
     /// Pending transactions waiting for state the cache lacked (retried when it arrives).
     deferred: Vec<(Box<PendingTx>, u8)>,
+    /// Submissions handed to the exec task whose outcome has not come back.
+    outstanding: usize,
 }
 
 impl std::fmt::Debug for Engine {
@@ -298,6 +300,7 @@ impl Engine {
             halted_logged: false,
             pending_seen: Vec::new(),
             deferred: Vec::new(),
+            outstanding: 0,
             p,
         })
     }
@@ -471,6 +474,15 @@ impl Engine {
             }
         }
         if !supplement {
+            // With nothing in flight the chain's nonce is the truth (an out-of-band transaction
+            // from our key, a dropped one): resync to it.
+            if self.outstanding == 0
+                && let Some(n) = self.cache.account(&self.p.operator).map(|a| a.nonce)
+                && n != self.nonce.peek_next()
+            {
+                let report = self.nonce.resync(n);
+                debug!(?report, "nonces resynced from the chain");
+            }
             self.pending_seen.clear();
             self.deferred.clear();
             self.stats.heads.fetch_add(1, Ordering::Relaxed);
@@ -573,9 +585,16 @@ impl Engine {
         let ts = Instant::now();
         let picks = self.size_routes(&routes, next, &self.market.pools.clone());
         self.hist.record(EventKind::Head, Stage::Size, ts.elapsed().as_nanos() as u64);
-        let stab = self.stabilizer_picks(next);
-        let mut all = stab;
-        all.extend(picks);
+        // Stabilizer trades compete with the arbitrage on the same pools: best profit first,
+        // and a pool already traded in this block is not traded again (see prove_inner).
+        let mut all = picks;
+        all.extend(self.stabilizer_picks(next));
+        let usd = |p: &Pick| {
+            self.market
+                .token(&self.market.routes[p.route].route.token())
+                .map_or(0.0, |t| t.usd(p.native_profit))
+        };
+        all.sort_by(|a, b| usd(b).total_cmp(&usd(a)));
         if all.is_empty() {
             return;
         }
@@ -613,7 +632,7 @@ impl Engine {
                     best = Some((sized, sim::FlashPlan::Inventory));
                 }
             }
-            if entry.flash.source().is_some() && best.as_ref().is_none_or(|(b, _)| b.amount_in >= inventory) {
+            if entry.flash.source().is_some() {
                 let limits = SizingLimits {
                     input_fee_bps: entry.flash_fee_bps,
                     ..SizingLimits::new(min_in, max_in)
@@ -803,8 +822,14 @@ impl Engine {
                     return Vec::new();
                 }
             }
+            let mut traded: Vec<usize> = Vec::new();
             for pick in picks {
                 let entry = self.market.routes[pick.route].clone();
+                // A candidate sharing a pool with one approved in this event was priced on the
+                // state before that trade: it waits for the next event.
+                if entry.route.hops().iter().any(|h| traded.contains(&h.pool)) {
+                    continue;
+                }
                 let _span = tracing::info_span!(
                     "opp",
                     id = self.next_id,
@@ -951,6 +976,7 @@ impl Engine {
                         Ok(signed) => {
                             self.hist.record(kind, Stage::Sign, ts.elapsed().as_nanos() as u64);
                             self.hist.record(kind, Stage::EndToEnd, t0.elapsed().as_nanos() as u64);
+                            traded.extend(entry.route.hops().iter().map(|h| h.pool));
                             approved.push((id, pick.route, signed, outcome, cand, sim_profit));
                         }
                         Err(e) => {
@@ -960,6 +986,7 @@ impl Engine {
                     }
                 } else {
                     self.hist.record(kind, Stage::EndToEnd, t0.elapsed().as_nanos() as u64);
+                    traded.extend(entry.route.hops().iter().map(|h| h.pool));
                     self.decide(id, Ok(()));
                     self.gate.record_submission(&cand, next.number);
                 }
@@ -1008,6 +1035,7 @@ impl Engine {
                 bundle: matches!(self.p.chain.submission.mode, SubmissionMode::FlashbotsRelay),
             };
             if exec.send(job).is_ok() {
+                self.outstanding += 1;
                 self.stats.submitted.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -1213,6 +1241,7 @@ impl Engine {
     // ---------------------------------------------------------------------------------------
 
     fn on_exec(&mut self, r: ExecReport) {
+        self.outstanding = self.outstanding.saturating_sub(1);
         let unix = now_ms() / 1000;
         let trip = match &r.result {
             ExecResult::Included { pnl_usd } => {

@@ -96,6 +96,8 @@ pub struct RunHandle {
     pub stats: Arc<EngineStats>,
     /// Submissions not yet decided.
     pub inflight: Arc<AtomicU64>,
+    /// Submissions handed to an endpoint (answered or failed).
+    pub sent: Arc<AtomicU64>,
     /// Number of candidate routes.
     pub routes: usize,
     control: Sender<Input>,
@@ -117,6 +119,15 @@ impl RunHandle {
         super::wait_until(timeout, || {
             self.stats.last_head.load(Ordering::Acquire) >= number
                 && self.inflight.load(Ordering::Acquire) == 0
+        })
+    }
+
+    /// Waits (blocking) until the engine has processed block `number` and every submission it
+    /// decided on has reached its endpoint (not necessarily been mined); false on timeout.
+    pub fn wait_handed(&self, number: u64, timeout: Duration) -> bool {
+        super::wait_until(timeout, || {
+            self.stats.last_head.load(Ordering::Acquire) >= number
+                && self.sent.load(Ordering::Acquire) >= self.stats.submitted.load(Ordering::Acquire)
         })
     }
 
@@ -180,11 +191,12 @@ pub async fn run_chain(o: RunOptions) -> Result<RunHandle, RunError> {
         deadline: Duration::from_secs(2),
         ..RetryPolicy::default()
     };
-    let mut refresher = Refresher::new(RpcSource::new(provider.clone(), 500).with_policy(policy), cfg);
+    let mut refresher =
+        Refresher::new(RpcSource::new(provider.clone(), 500).with_policy(policy), cfg);
     let mut cache = ForkCache::new(CacheLimits::default());
     let base = refresher.start().await.map_err(|e| RunError::State(e.to_string()))?;
     cache.apply(&base).map_err(|e| RunError::State(e.to_string()))?;
-    let mut sim = Simulator::new(chain.chain_id, o.spec);
+    let mut sim = Simulator::new(chain.chain_id, o.spec).with_nonce_check(false);
     let mut market = Market::from_config(&chain);
     warm_market(
         &mut refresher,
@@ -219,6 +231,7 @@ pub async fn run_chain(o: RunOptions) -> Result<RunHandle, RunError> {
         chain.name.clone(),
     )?;
     let inflight = Arc::new(AtomicU64::new(0));
+    let sent = Arc::new(AtomicU64::new(0));
     let (exec_tx, exec_rx) = tokio::sync::mpsc::unbounded_channel();
     let exec = if mode.sends() {
         let submitter =
@@ -230,6 +243,7 @@ pub async fn run_chain(o: RunOptions) -> Result<RunHandle, RunError> {
             ledger: o.ledger.clone(),
             back: in_tx.clone(),
             inflight: inflight.clone(),
+            sent: sent.clone(),
             window: 3,
             poll: Duration::from_millis(25),
         };
@@ -269,6 +283,7 @@ pub async fn run_chain(o: RunOptions) -> Result<RunHandle, RunError> {
     Ok(RunHandle {
         stats,
         inflight,
+        sent,
         routes,
         control: in_tx,
         engine: Some(engine),

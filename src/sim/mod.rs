@@ -256,13 +256,23 @@ pub struct Simulator {
     chain_id: u64,
     spec: SpecId,
     layouts: TokenLayouts,
+    nonce_check: bool,
 }
 
 impl Simulator {
     /// A simulator for `chain_id` under `spec` (match the chain's hardfork; the devnet runs
     /// Prague).
     pub fn new(chain_id: u64, spec: SpecId) -> Self {
-        Self { chain_id, spec, layouts: TokenLayouts::default() }
+        Self { chain_id, spec, layouts: TokenLayouts::default(), nonce_check: true }
+    }
+
+    /// Turns the sender-nonce check off (on by default). The engine simulates candidates while
+    /// its own earlier transactions may still be in flight, so the nonce it will sign with can be
+    /// ahead of the cached state; gas and effects do not depend on the nonce.
+    #[must_use]
+    pub const fn with_nonce_check(mut self, on: bool) -> Self {
+        self.nonce_check = on;
+        self
     }
 
     /// The chain id.
@@ -302,10 +312,12 @@ impl Simulator {
     pub fn block_unchecked<'c>(&'c self, cache: &'c ForkCache, next: &NextBlock) -> BlockSim<'c> {
         let spec = self.spec;
         let chain_id = self.chain_id;
+        let nonce_check = self.nonce_check;
         let evm = Context::mainnet()
             .modify_cfg_chained(|c| {
                 c.set_spec_and_mainnet_gas_params(spec);
                 c.chain_id = chain_id;
+                c.disable_nonce_check = !nonce_check;
             })
             .with_block(next.env())
             .with_db(cache.view())

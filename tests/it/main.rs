@@ -13,6 +13,7 @@ mod faults;
 mod harness;
 mod ingest;
 mod ledger;
+mod peg;
 mod pmm;
 mod quote;
 mod state;
