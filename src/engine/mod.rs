@@ -201,6 +201,8 @@ pub struct Engine {
     deferred: Vec<(Box<PendingTx>, u8)>,
     /// Submissions handed to the exec task whose outcome has not come back.
     outstanding: usize,
+    /// Set while sizing for a backrun (every route the victim moved is eligible).
+    backrun_context: bool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -301,6 +303,7 @@ impl Engine {
             pending_seen: Vec::new(),
             deferred: Vec::new(),
             outstanding: 0,
+            backrun_context: false,
             p,
         })
     }
@@ -606,8 +609,18 @@ impl Engine {
         let ctx = QuoteCtx { timestamp: next.timestamp };
         let book = self.book(next);
         let mut picks = Vec::new();
+        let st = &self.p.strategies;
         for &r in routes {
             let entry = &self.market.routes[r];
+            let enabled = match entry.strategy {
+                StrategyKind::Depeg => st.depeg.enabled,
+                StrategyKind::Triangle => st.triangle.enabled,
+                _ => true,
+            };
+            // A backrun (pending path) trades any route the victim moved.
+            if !enabled && !self.backrun_context {
+                continue;
+            }
             if !entry.route.hops().iter().all(|h| self.market.decoded[h.pool]) {
                 continue;
             }
@@ -688,7 +701,18 @@ impl Engine {
             for &r in self.market.by_pool.get(i).into_iter().flatten() {
                 let entry = &self.market.routes[r as usize];
                 let Some(token) = self.market.token(&entry.route.token()) else { continue };
-                let amount = token.raw_for_usd(target_usd);
+                let cap = self.gate.notional_cap(
+                    &self.candidate(
+                        r as usize,
+                        StrategyKind::Stabilizer,
+                        U256::ZERO,
+                        0.0,
+                        I256::ZERO,
+                        0,
+                    ),
+                    &self.book(next),
+                );
+                let amount = token.raw_for_usd(target_usd.min(cap.max_notional_usd));
                 let Ok(profit) =
                     crate::routes::profit(&self.market.pools, &entry.route, amount, &ctx)
                 else {
@@ -1222,7 +1246,9 @@ impl Engine {
             self.market.by_pool.get(venue).into_iter().flatten().map(|r| *r as usize).collect();
         self.hist.record(EventKind::Pending, Stage::Screen, ts.elapsed().as_nanos() as u64);
         let ts = Instant::now();
+        self.backrun_context = true;
         let mut picks = self.size_routes(&routes, &next, &pools);
+        self.backrun_context = false;
         self.hist.record(EventKind::Pending, Stage::Size, ts.elapsed().as_nanos() as u64);
         for pk in &mut picks {
             pk.strategy = StrategyKind::Backrun;

@@ -179,13 +179,22 @@ impl DeviationTracker {
     }
 }
 
+/// Mean deviation weighted by how long each sample stood (until the next one). When the chain's
+/// timestamps do not advance over the window (a devnet mining several blocks in one second), the
+/// blocks themselves are the clock.
 fn time_weighted(samples: &VecDeque<Sample>) -> Option<f64> {
     let (first, last) = (samples.front()?, samples.back()?);
-    let span = last.timestamp.checked_sub(first.timestamp).filter(|s| *s > 0)?;
+    let by_time = last.timestamp > first.timestamp;
+    let span = if by_time {
+        last.timestamp - first.timestamp
+    } else {
+        last.block.checked_sub(first.block).filter(|s| *s > 0)?
+    };
     let mut acc = 0.0;
     for (a, b) in samples.iter().zip(samples.iter().skip(1)) {
+        let d = if by_time { b.timestamp - a.timestamp } else { b.block - a.block };
         #[allow(clippy::cast_precision_loss, reason = "block intervals are far below 2^53 s")]
-        let dt = (b.timestamp - a.timestamp) as f64;
+        let dt = d as f64;
         acc += a.deviation_bps * dt;
     }
     #[allow(clippy::cast_precision_loss, reason = "block intervals are far below 2^53 s")]

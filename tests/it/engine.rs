@@ -431,3 +431,97 @@ async fn an_opportunity_smaller_than_its_costs_is_never_sent() {
     run.stop(Duration::from_secs(5)).await;
     ledger.close().expect("close");
 }
+
+/// The stabilizer (with the atomic depeg arbitrage off) ignores a manipulation pushed and
+/// restored inside one block and a one-block outlier, and trades a deviation sustained over the
+/// window, sized k × deviation and capped per block.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stabilizer_ignores_single_block_spikes_and_trades_sustained_deviation() {
+    use alloy::providers::ext::AnvilApi;
+    let mut bot = devnet_bot("0.0005").await;
+    bot.cfg.strategies.depeg.enabled = false;
+    bot.cfg.strategies.stabilizer.enabled = true;
+    bot.cfg.strategies.stabilizer.pools =
+        vec![cantilever::config::VenueRef { chain: "chain138".into(), venue: "cUSDC/USDC".into() }];
+    bot.cfg.risk.min_profit_usd = 0.05;
+    for c in &mut bot.cfg.chains {
+        c.fees.priority_fee_gwei = 0.05;
+    }
+    let pool = bot.pool("cUSDC/USDC");
+    let (base, quote) = (bot.chain.tokens["cUSDC"].address, bot.chain.tokens["USDC"].address);
+    let ledger = bot.ledger();
+    let run = bot.start(&ledger).await;
+    bot.node.anvil_set_auto_mine(false).await.expect("automine off");
+    let p = PmmPool::new(pool, bot.node.clone());
+    let mine = || async {
+        bot.node.anvil_mine(Some(1), None).await.expect("mine");
+        let n = bot.node.get_block_number().await.expect("n");
+        assert!(run.wait_handed(n, Duration::from_secs(20)), "engine at {n}");
+        n
+    };
+    let push = e6(100_000);
+    let back = |p: PmmPool::PmmPoolInstance<DynProvider>| async move {
+        p.querySellBase(Address::ZERO, push).call().await.expect("quote").receiveQuoteAmount
+    };
+
+    // (a) Pushed and restored inside one block.
+    let restore = back(p.clone()).await;
+    super::peg::send_trade(&bot, pool, true, push, base, quote).await;
+    super::peg::send_trade(&bot, pool, false, restore, base, quote).await;
+    mine().await;
+    // (b) A one-block outlier: pushed in one block, restored in the next.
+    let restore = back(p.clone()).await;
+    super::peg::send_trade(&bot, pool, true, push, base, quote).await;
+    mine().await;
+    super::peg::send_trade(&bot, pool, false, restore, base, quote).await;
+    for _ in 0..4 {
+        mine().await;
+    }
+    assert_eq!(
+        run.stats.stabilizer_trades.load(Ordering::Relaxed),
+        0,
+        "no trade on single-block spikes"
+    );
+    assert_eq!(run.stats.submitted.load(Ordering::Relaxed), 0);
+
+    // (c) Sustained: a 20,000 push left in place.
+    super::peg::send_trade(&bot, pool, true, e6(20_000), base, quote).await;
+    let pushed = mine().await;
+    let mut traded_at = None;
+    for _ in 0..8 {
+        let n = mine().await;
+        if run.stats.stabilizer_trades.load(Ordering::Relaxed) > 0 {
+            traded_at = Some(n);
+            break;
+        }
+    }
+    let traded_at = traded_at.unwrap_or_else(|| {
+        panic!(
+            "the stabilizer traded the sustained deviation: {:?} {:#?}",
+            run.stats,
+            records(&ledger, &bot.db())
+        )
+    });
+    assert!(
+        traded_at >= pushed + 2,
+        "not before the deviation was sustained (pushed {pushed}, traded {traded_at})"
+    );
+    mine().await;
+    let recs = records(&ledger, &bot.db());
+    let opp = recs
+        .iter()
+        .find_map(|r| match r {
+            Record::Opportunity(o) if o.strategy == "stabilizer" => Some(o.clone()),
+            _ => None,
+        })
+        .expect("a stabilizer opportunity");
+    let cap = bot.cfg.strategies.stabilizer.per_block_cap_usd;
+    assert!(opp.size <= e6(cap as u64), "sized within the per-block cap: {}", opp.size);
+    eprintln!(
+        "stabilizer: pushed in block {pushed}, traded after {} blocks, size {} raw",
+        traded_at - pushed,
+        opp.size
+    );
+    run.stop(Duration::from_secs(5)).await;
+    ledger.close().expect("close");
+}

@@ -63,12 +63,24 @@ async fn send_flow(
     base: Address,
     quote: Address,
 ) {
+    let amount = U256::from(units) * U256::from(1_000_000u64);
+    send_trade(bot, pool, sell_base, amount, base, quote).await;
+}
+
+/// Sends one trade of `amount` raw (minted into the pool, then sold) without waiting.
+pub(crate) async fn send_trade(
+    bot: &Bot,
+    pool: Address,
+    sell_base: bool,
+    amount: U256,
+    base: Address,
+    quote: Address,
+) {
     let from = bot.keys[0].address();
     let nonce =
         bot.node.get_transaction_count(from).block_id(BlockId::pending()).await.expect("nonce");
     let fee = bot.node.get_gas_price().await.expect("gas price") * 4;
     let token = if sell_base { base } else { quote };
-    let amount = U256::from(units) * U256::from(1_000_000u64);
     let mint = TransactionRequest::default()
         .with_from(from)
         .with_to(token)
