@@ -61,8 +61,7 @@ pub async fn run(args: RunArgs) -> Result<(), AppError> {
     };
     // Whatever happened, commit what was recorded and mark the run ended.
     let closing = tokio::task::spawn_blocking(move || ledger.close());
-    let closed = match tokio::time::timeout(ledger_reserve(args.shutdown_deadline), closing).await
-    {
+    let closed = match tokio::time::timeout(ledger_reserve(args.shutdown_deadline), closing).await {
         Ok(Ok(r)) => r.map_err(AppError::from),
         Ok(Err(e)) => Err(AppError::Setup(format!("closing the ledger: {e}"))),
         Err(_) => Err(AppError::Setup("closing the ledger timed out".into())),
@@ -84,7 +83,10 @@ fn ledger_reserve(deadline: Duration) -> Duration {
 }
 
 /// The chains to run: every configured chain with an executor, or only `--chain NAME`.
-fn select_chains(cfg: &Config, only: Option<&str>) -> Result<Vec<ChainConfig>, AppError> {
+pub(super) fn select_chains(
+    cfg: &Config,
+    only: Option<&str>,
+) -> Result<Vec<ChainConfig>, AppError> {
     if let Some(name) = only {
         let Some(c) = cfg.chain(name) else {
             let names: Vec<&str> = cfg.chains.iter().map(|c| c.name.as_str()).collect();
@@ -182,11 +184,9 @@ async fn serve(
 ) -> Result<Option<JoinHandle<()>>, AppError> {
     let registry = Registry::new();
     let metrics = Metrics::new(&registry)?;
-    let health =
-        Health::new(chains.iter().map(|c| (c.name.as_str(), DEFAULT_MAX_HEAD_LAG_BLOCKS)));
+    let health = Health::new(chains.iter().map(|c| (c.name.as_str(), DEFAULT_MAX_HEAD_LAG_BLOCKS)));
     let histograms = SharedHistograms::new();
-    let exporter =
-        Exporter { registry, health: health.clone(), histograms: histograms.clone() };
+    let exporter = Exporter { registry, health: health.clone(), histograms: histograms.clone() };
     let server = MetricsServer::bind(
         cfg.telemetry.metrics_addr,
         cfg.telemetry.allow_public_metrics,
@@ -288,7 +288,8 @@ async fn start_all(
             let telemetry = ChainTelemetry::new(
                 metrics,
                 health,
-                cfg.chain(&name).ok_or_else(|| AppError::Setup(format!("chain {name} vanished")))?,
+                cfg.chain(&name)
+                    .ok_or_else(|| AppError::Setup(format!("chain {name} vanished")))?,
                 handle.stats.clone(),
                 handle.inflight.clone(),
             )?;
