@@ -13,6 +13,7 @@ use cantilever::{
     config::{Config, DEFAULT_CONFIG_TOML},
     contracts::TestToken,
     devnet::ChainManifest,
+    devnet::deploy::confirm,
 };
 
 use crate::engine::{Bot, devnet_bot, e6};
@@ -249,6 +250,7 @@ async fn stop_gracefully(p: &mut Proc, db: &Path) {
         took <= Duration::from_secs(DEADLINE_SECS + 1),
         "shutdown took {took:?}, deadline {DEADLINE_SECS} s"
     );
+    eprintln!("cli_run: SIGTERM to exit 0 in {took:?} (deadline {DEADLINE_SECS} s)");
     let runs = bot_runs(db);
     assert!(runs.last().unwrap()["ended_at_ms"].is_u64(), "run not marked ended: {runs:#?}");
 }
@@ -341,12 +343,19 @@ async fn halt_run_rearm_trade_and_stop() {
     assert_eq!(metric(&m, "cantilever_ready"), Some(1.0));
     assert_eq!(metric(&m, "cantilever_halted"), Some(0.0));
 
-    // 3. The depeg (deepened by another dump) is traded: the executor's cUSDT grows on chain
-    // (the route's profit stays there), and the ledger has the approval and the submission.
-    let cusdt = TestToken::new(bot.chain.tokens["cUSDT"].address, &bot.node);
+    // 3. The standing depeg is traded at the next block that touches the pool (one transaction,
+    // so the bot's route does not race a second one): the executor's cUSDT grows on chain (the
+    // route's profit stays there), and the ledger has the approval and the submission.
+    let cusdt_address = bot.chain.tokens["cUSDT"].address;
+    let cusdt = TestToken::new(cusdt_address, &bot.node);
     let executor = bot.chain.executor;
     let before = cusdt.balanceOf(executor).call().await.unwrap();
-    let dumped = bot.dump(bot.pool("cUSDT/USDT"), true, e6(10_000)).await;
+    let pending = TestToken::new(cusdt_address, &bot.deployer)
+        .mint(bot.pool("cUSDT/USDT"), e6(10_000))
+        .send()
+        .await
+        .unwrap();
+    let dumped = confirm(&bot.deployer, pending, "mint").await.unwrap().block_number.unwrap();
     let mut traded = false;
     for _ in 0..60 {
         let runs = bot_runs(&db);
