@@ -20,6 +20,9 @@
 //! named OS thread fed by bounded crossbeam channels, never awaits and never blocks on RPC.
 //!
 //! ## Modules in this build
+//! - [`app`]: `cantilever run`, `halt` and `rearm`: configuration, keys, ledger, telemetry and
+//!   one engine per chain wired together, signals (graceful SIGINT/SIGTERM shutdown, SIGUSR1
+//!   re-reads the halt file).
 //! - [`config`]: typed, validated TOML configuration; every error names file, key and reason, and a
 //!   secret pasted into the file is refused without being echoed.
 //! - [`venues`]: exact native math for every venue family (DODO PMM, Uniswap V2, reserve vault,
@@ -51,6 +54,7 @@
 //! - [`sim`]: revm simulation of executor routes (after the pending transactions they backrun)
 //!   on the cache with the next block's environment; outcomes as data; flash-loan containment.
 
+pub mod app;
 pub mod config;
 pub mod contracts;
 pub mod devnet;

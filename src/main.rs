@@ -1,6 +1,6 @@
 //! The `cantilever` command line: a thin layer over the library.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use alloy::primitives::{Address, U256};
 use cantilever::{
@@ -17,9 +17,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(name = "cantilever", version, about, long_about = None)]
 struct Cli {
-    /// Log format on stderr.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
+    /// Log format on stderr [default: text; for `run`, `[telemetry] log_format` of the config].
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
     /// What to do.
     #[command(subcommand)]
     command: Command,
@@ -45,6 +45,45 @@ enum SideArg {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the bot: watch every configured chain that has an executor and trade it.
+    #[command(long_about = RUN_ABOUT)]
+    Run {
+        /// The TOML configuration (check it first with `cantilever check-config FILE`).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Decide, prove and record, but sign and send nothing (overrides `[engine] dry_run`).
+        #[arg(long, conflicts_with = "shadow")]
+        dry_run: bool,
+        /// Sign and simulate every approved trade but never send it (implies dry-run; overrides
+        /// `[engine] shadow`).
+        #[arg(long)]
+        shadow: bool,
+        /// Run only this chain (its `name` in the configuration).
+        #[arg(long, value_name = "NAME")]
+        chain: Option<String>,
+        /// Seconds a graceful shutdown may take: stop deciding, wait for in-flight submissions,
+        /// close the ledger.
+        #[arg(long, value_name = "SECS", default_value_t = 10)]
+        shutdown_deadline_secs: u64,
+    },
+    /// Engage the persistent halt: write the halt file (`[engine] halt_file`) and record it in the
+    /// ledger. While the file exists the bot signs nothing, across restarts, until `rearm`.
+    #[command(long_about = HALT_ABOUT)]
+    Halt {
+        /// The TOML configuration (only its `[engine]` table is read).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Why (recorded in the halt file and the ledger).
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+    },
+    /// Clear the persistent halt: remove the halt file and record the re-arm in the ledger.
+    #[command(long_about = REARM_ABOUT)]
+    Rearm {
+        /// The TOML configuration (only its `[engine]` table is read).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// Start a local two-chain devnet (Chain 138 and Alltra 651940 on anvil) with a scenario deployed,
     /// print its endpoints and addresses, and run until interrupted (Ctrl-C).
     Devnet {
@@ -114,10 +153,65 @@ enum Command {
     },
 }
 
+const RUN_ABOUT: &str = "\
+Run the bot: watch every configured chain that has an executor and trade it.
+
+Start-up: loads and validates the configuration (errors are printed as `check-config` prints
+them, and the process exits non-zero), loads the keys (the executor signer from each chain's
+`[chains.signer]`, the relay identity from `[chains.submission] identity`; keystore files or
+environment variables named in the file, never printed), opens the ledger (`[engine]
+ledger_path`; the run is tagged with the keccak-256 of the configuration file), starts the
+Prometheus `/metrics` and `/health` endpoint on `[telemetry] metrics_addr` (loopback unless
+`allow_public_metrics`), then one engine per chain.
+
+Modes: live when `[engine] dry_run = false`; `--dry-run` and `--shadow` override the file.
+
+Signals:
+  SIGINT, SIGTERM  graceful shutdown: stop deciding, wait for in-flight submissions up to
+                   --shutdown-deadline-secs, close the ledger, exit 0. A second signal exits at
+                   once (committed ledger rows are kept).
+  SIGUSR1          re-read the halt file: halt every chain if it exists (after `cantilever
+                   halt`), re-arm them if it is gone (after `cantilever rearm`).
+
+/health answers 200 only when every chain's node answers, the engine is within 2 blocks of the
+node's head with fresh state, and nothing is halted.";
+
+const HALT_ABOUT: &str = "\
+Engage the persistent halt: write the halt file (`[engine] halt_file`) and record the halt in the
+ledger (`[engine] ledger_path`). While the file exists the bot signs nothing, across restarts,
+until `cantilever rearm`. An already engaged halt keeps its first reason.
+
+Only the `[engine]` table of the configuration is read, so a halt works even when the
+environment the RPC URLs need is missing.
+
+A running bot reads the file at start; tell a running one with `kill -USR1 <pid>` (its pid is in
+its start-up log and in `cantilever ledger`). Its kill switch also writes this file.";
+
+const REARM_ABOUT: &str = "\
+Clear the persistent halt: remove the halt file (`[engine] halt_file`) and record the re-arm in
+the ledger. Only the `[engine]` table of the configuration is read.
+
+A running bot stays halted until told: `kill -USR1 <pid>` makes it re-read the file and re-arm.";
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    if let Command::Run { config, dry_run, shadow, chain, shutdown_deadline_secs } = cli.command {
+        // `run` sets up logging itself, from the configuration.
+        let args = cantilever::app::RunArgs {
+            config,
+            dry_run,
+            shadow,
+            chain,
+            log_format: cli.log_format.map(LogFormat::to_config),
+            shutdown_deadline: Duration::from_secs(shutdown_deadline_secs),
+        };
+        return run_bot(args);
+    }
+    init_tracing(cli.log_format.unwrap_or(LogFormat::Text));
     match cli.command {
+        Command::Run { .. } => ExitCode::FAILURE,
+        Command::Halt { config, reason } => halt_command(&config, Some(&reason)),
+        Command::Rearm { config } => halt_command(&config, None),
         Command::Ledger { db, json } => ledger_summary(&db, json),
         Command::LedgerCrashWriter { db } => ledger_crash_writer(&db),
         Command::CheckConfig { file } => cantilever::config::check_config_command(&file),
@@ -146,14 +240,76 @@ fn main() -> ExitCode {
     }
 }
 
+impl LogFormat {
+    const fn to_config(self) -> cantilever::config::LogFormat {
+        match self {
+            Self::Text => cantilever::config::LogFormat::Text,
+            Self::Json => cantilever::config::LogFormat::Json,
+        }
+    }
+}
+
 fn init_tracing(format: LogFormat) {
-    let format = match format {
-        LogFormat::Text => cantilever::config::LogFormat::Text,
-        LogFormat::Json => cantilever::config::LogFormat::Json,
-    };
-    if let Err(e) = cantilever::telemetry::init_tracing(format, "info") {
+    if let Err(e) = cantilever::telemetry::init_tracing(format.to_config(), "info") {
         eprintln!("warning: {e}");
     }
+}
+
+fn run_bot(args: cantilever::app::RunArgs) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(cantilever::app::run(args));
+    // Tasks still tracking a submission past the deadline are not waited for.
+    rt.shutdown_timeout(Duration::from_millis(100));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(cantilever::app::AppError::Config { file, errors }) => {
+            cantilever::app::print_config_errors(&file, &errors);
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `halt` (with a reason) or `rearm` (without).
+fn halt_command(config: &std::path::Path, reason: Option<&str>) -> ExitCode {
+    use cantilever::app::HaltChange;
+    let result = match reason {
+        Some(r) => cantilever::app::halt(config, r),
+        None => cantilever::app::rearm(config),
+    };
+    let o = match result {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let file = o.halt_file.display();
+    let why = o.reason.as_deref().unwrap_or("-");
+    match (reason.is_some(), o.change) {
+        (true, HaltChange::Changed) => println!(
+            "halted: {why}\nhalt file {file} written; recorded in {}\na running bot: kill -USR1 <pid>",
+            o.ledger_path.display()
+        ),
+        (true, HaltChange::Unchanged) => {
+            println!("already halted ({file}): {why}; reason unchanged, nothing recorded")
+        }
+        (false, HaltChange::Changed) => println!(
+            "re-armed (was: {why})\nhalt file {file} removed; recorded in {}\na running bot: kill -USR1 <pid>",
+            o.ledger_path.display()
+        ),
+        (false, HaltChange::Unchanged) => println!("not halted ({file} absent); nothing to do"),
+    }
+    ExitCode::SUCCESS
 }
 
 fn ledger_summary(db: &std::path::Path, json: bool) -> ExitCode {

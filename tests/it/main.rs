@@ -5,6 +5,7 @@
 
 mod artifacts;
 mod cli;
+mod cli_run;
 mod devnet;
 mod engine;
 mod exec;

@@ -1,0 +1,175 @@
+//! Copying a chain engine's counters into health and metrics, off the hot path.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::config::{ChainConfig, SubmissionMode};
+use crate::engine::EngineStats;
+use crate::telemetry::{ChainHealth, Counter, Gauge, Health, Metrics, TelemetryError};
+
+/// Reads one cumulative counter of [`EngineStats`].
+type StatField = fn(&EngineStats) -> &AtomicU64;
+
+/// One engine counter mirrored into a Prometheus counter (by the increase since the last sync).
+#[derive(Debug)]
+struct Mirror {
+    read: StatField,
+    to: Counter,
+    last: u64,
+}
+
+impl Mirror {
+    fn sync(&mut self, stats: &EngineStats) {
+        let now = (self.read)(stats).load(Ordering::Relaxed);
+        // The engine's counters only grow; a smaller value (never expected) is not subtracted.
+        self.to.add(now.saturating_sub(self.last));
+        self.last = self.last.max(now);
+    }
+}
+
+/// One chain's engine counters copied into [`Health`] and the registry of [`Metrics`].
+///
+/// Call [`sync`](Self::sync) every few hundred ms with the node's latest block number (or
+/// `None` when the node did not answer). It sets, for the chain: connected (the node answered),
+/// head lag (node head − the engine's last fully processed head), cache freshness; and it adds
+/// the increase of every engine counter to:
+///
+/// | metric | engine counter |
+/// |---|---|
+/// | `cantilever_candidates_total` | candidates screened profitable |
+/// | `cantilever_refusals_total{reason="all"}` | refusals (every kind; the ledger has each reason) |
+/// | `cantilever_approvals_total{chain}` | approvals |
+/// | `cantilever_submissions_total{chain,kind}` | submissions handed to execution (`raw` or `bundle`) |
+/// | `cantilever_stabilizer_trades_total{chain}` | stabilizer trades approved |
+/// | `cantilever_simulations_total{chain}` | candidates proven in revm |
+/// | `cantilever_heads_total{chain}` | heads processed |
+/// | `cantilever_pending_txs_total{chain}` | pending transactions examined |
+/// | `cantilever_cold_skips_total{chain}` | candidates skipped for cold state |
+///
+/// and the gauges `cantilever_engine_head{chain}` (last head processed) and
+/// `cantilever_inflight_submissions{chain}`. The halt flag is process-wide: the caller sets
+/// [`Health::set_halted`] from [`is_halted`](Self::is_halted) of every chain.
+#[derive(Debug)]
+pub struct ChainTelemetry {
+    name: String,
+    stats: Arc<EngineStats>,
+    inflight: Arc<AtomicU64>,
+    health: ChainHealth,
+    mirrors: Vec<Mirror>,
+    head: Gauge,
+    inflight_gauge: Gauge,
+}
+
+impl ChainTelemetry {
+    /// Registers `chain`'s series in `metrics`' registry and takes its setters from `health`
+    /// (where the chain must be registered under its name).
+    ///
+    /// # Errors
+    /// [`TelemetryError::Metric`] when a series clashes with an earlier registration, or the
+    /// chain is not registered in `health`.
+    pub fn new(
+        metrics: &Metrics,
+        health: &Health,
+        chain: &ChainConfig,
+        stats: Arc<EngineStats>,
+        inflight: Arc<AtomicU64>,
+    ) -> Result<Self, TelemetryError> {
+        let name = chain.name.as_str();
+        let health = health.chain(name).ok_or_else(|| {
+            TelemetryError::Metric(format!("chain {name} is not registered in the health"))
+        })?;
+        let reg = metrics.registry();
+        let labels = [("chain", name)];
+        let per_chain = |metric: &str, help: &str| reg.counter(metric, help, &labels);
+        let kind = match chain.submission.mode {
+            SubmissionMode::FlashbotsRelay => "bundle",
+            SubmissionMode::PublicRpc | SubmissionMode::PrivateRpc => "raw",
+        };
+        let table: [(StatField, Counter); 9] = [
+            (|s| &s.candidates, metrics.candidates.clone()),
+            (|s| &s.refused, metrics.refusals("all")?),
+            (
+                |s| &s.approved,
+                per_chain("cantilever_approvals_total", "Candidates approved by every check.")?,
+            ),
+            (|s| &s.submitted, metrics.submissions(name, kind)?),
+            (
+                |s| &s.stabilizer_trades,
+                per_chain("cantilever_stabilizer_trades_total", "Stabilizer trades approved.")?,
+            ),
+            (
+                |s| &s.simulated,
+                per_chain("cantilever_simulations_total", "Candidates proven in revm.")?,
+            ),
+            (|s| &s.heads, per_chain("cantilever_heads_total", "Heads processed by the engine.")?),
+            (
+                |s| &s.pending,
+                per_chain("cantilever_pending_txs_total", "Pending transactions examined.")?,
+            ),
+            (
+                |s| &s.cold_skips,
+                per_chain("cantilever_cold_skips_total", "Candidates skipped for cold state.")?,
+            ),
+        ];
+        let mirrors = table.into_iter().map(|(read, to)| Mirror { read, to, last: 0 }).collect();
+        Ok(Self {
+            name: name.to_owned(),
+            stats,
+            inflight,
+            health,
+            mirrors,
+            head: reg.gauge(
+                "cantilever_engine_head",
+                "The last block the engine fully processed.",
+                &labels,
+            )?,
+            inflight_gauge: reg.gauge(
+                "cantilever_inflight_submissions",
+                "Submissions sent whose outcome is not known yet.",
+                &labels,
+            )?,
+        })
+    }
+
+    /// The chain's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The engine's counters.
+    pub fn stats(&self) -> &Arc<EngineStats> {
+        &self.stats
+    }
+
+    /// Whether this chain's engine is halted.
+    pub fn is_halted(&self) -> bool {
+        self.stats.halted.load(Ordering::Relaxed)
+    }
+
+    /// Submissions whose outcome is not known yet.
+    pub fn inflight(&self) -> u64 {
+        self.inflight.load(Ordering::Acquire)
+    }
+
+    /// Copies the counters and sets the chain's health. `node_head` is the node's latest block
+    /// number, `None` when it did not answer (the chain then counts as not connected).
+    pub fn sync(&mut self, node_head: Option<u64>) {
+        let stats = &*self.stats;
+        for m in &mut self.mirrors {
+            m.sync(stats);
+        }
+        let engine_head = stats.last_head.load(Ordering::Acquire);
+        self.head.set(i64::try_from(engine_head).unwrap_or(i64::MAX));
+        self.inflight_gauge.set(i64::try_from(self.inflight()).unwrap_or(i64::MAX));
+        self.health.set_connected(node_head.is_some());
+        if let Some(node) = node_head {
+            self.health.set_head_lag_blocks(node.saturating_sub(engine_head));
+        }
+        self.health.set_cache_fresh(stats.fresh.load(Ordering::Relaxed));
+    }
+
+    /// Marks the chain not connected (shutdown: `/health` stops answering ready at once).
+    pub fn set_stopping(&self) {
+        self.health.set_connected(false);
+    }
+}
