@@ -253,6 +253,21 @@ impl InclusionTracker {
         if nonce_taken.is_none() && head < tracked.last_block() {
             return Ok(None);
         }
+        if nonce_taken.is_some() {
+            // The nonce moved between the receipt read and the nonce read: the transaction may
+            // have been mined in between. Read the receipts again before calling it a miss.
+            let mut still = Vec::new();
+            for t in missing {
+                match self.receipt(t.hash).await? {
+                    Some(summary) => mined.push(summary),
+                    None => still.push(t),
+                }
+            }
+            missing = still;
+            if missing.is_empty() {
+                return self.landed(tracked, mined, Vec::new()).await.map(Some);
+            }
+        }
         if !mined.is_empty() {
             let missing = missing.iter().map(|t| t.hash).collect();
             return self.landed(tracked, mined, missing).await.map(Some);
