@@ -525,3 +525,68 @@ async fn the_stabilizer_ignores_single_block_spikes_and_trades_sustained_deviati
     run.stop(Duration::from_secs(5)).await;
     ledger.close().expect("close");
 }
+
+alloy::sol!(
+    #[sol(rpc)]
+    #[derive(Debug)]
+    CallbackIntruderContract,
+    "fixtures/artifacts/CallbackIntruder.json"
+);
+
+/// A route whose containment fails is refused with its reason: the only flash source for USDT
+/// and cUSDT is a hostile lender whose `flashLoan` has an accomplice call the executor's callback
+/// (the 0xbadc0de pattern). The simulation shows the executor refusing it and the foreign caller;
+/// the engine refuses the route, says why, and sends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_failing_containment_is_refused_with_its_reason() {
+    let mut bot = devnet_bot("0.05").await;
+    let (usdt, cusdt) = (bot.chain.tokens["USDT"].address, bot.chain.tokens["cUSDT"].address);
+    let exec = bot.chain.executor;
+    // No inventory: every route needs the flash source.
+    let ex = cantilever::contracts::Executor::new(exec, &bot.deployer);
+    for t in [usdt, cusdt] {
+        let bal = TestToken::new(t, &bot.node).balanceOf(exec).call().await.expect("balance");
+        let pending = ex.sweep(t, bal).send().await.expect("sweep");
+        confirm(&bot.deployer, pending, "sweep").await.expect("swept");
+    }
+    let deploy = |accomplice: Address| {
+        let p = bot.deployer.clone();
+        async move {
+            let pending = CallbackIntruderContract::deploy_builder(p.clone(), exec, usdt, cusdt, 0, accomplice)
+                .send()
+                .await
+                .expect("deploy sent");
+            confirm(&p, pending, "deploy").await.expect("deployed").contract_address.expect("address")
+        }
+    };
+    let accomplice = deploy(Address::ZERO).await;
+    let lender = deploy(accomplice).await;
+    for c in &mut bot.cfg.chains {
+        if c.chain_id == 138 {
+            c.flash_lenders = vec![cantilever::config::FlashLenderConfig {
+                kind: cantilever::config::FlashLenderKind::Erc3156,
+                address: lender,
+                tokens: vec!["USDT".into(), "cUSDT".into()],
+            }];
+        }
+    }
+    let ledger = bot.ledger();
+    let run = bot.start(&ledger).await;
+    let dumped = bot.dump(bot.pool("cUSDT/USDT"), true, e6(200_000)).await;
+    assert!(run.wait_settled(dumped, Duration::from_secs(20)));
+    let recs = records(&ledger, &bot.db());
+    assert_eq!(run.stats.submitted.load(Ordering::Relaxed), 0, "nothing sent: {recs:#?}");
+    let refused: Vec<_> = recs
+        .iter()
+        .filter_map(|r| match r { Record::Decision(d) if !d.approved => Some(d.clone()), _ => None })
+        .collect();
+    let contained = refused
+        .iter()
+        .find(|d| d.refusal_kind.as_deref().is_some_and(|k| k.starts_with("containment:")))
+        .unwrap_or_else(|| panic!("a containment refusal: {recs:#?}"));
+    let reason = contained.reason.clone().unwrap_or_default();
+    assert!(reason.contains(&format!("unexpected call into the executor from {accomplice}")), "{reason}");
+    eprintln!("containment: {} — {reason}", contained.refusal_kind.clone().unwrap_or_default());
+    run.stop(Duration::from_secs(5)).await;
+    ledger.close().expect("close");
+}
