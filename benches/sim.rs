@@ -128,7 +128,7 @@ fn opcode_counts(rig: &Rig) -> (u64, Vec<(String, u64)>) {
         if chain.lenders.iter().any(|l| l.address == a) {
             return "lender".into();
         }
-        format!("{a}")
+        format!("other {a}")
     };
     let total = evm.inspector.by_contract.iter().map(|(_, n)| n).sum();
     let mut named: Vec<(String, u64)> =

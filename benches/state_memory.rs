@@ -230,6 +230,7 @@ fn main() {
         fixture.pool_slots.len(),
         fixture.tokens.len()
     );
+    let mut previous: Option<(usize, u64)> = None;
     for n in COUNTS {
         let m = measure(n, file.path());
         assert_eq!(m.accounts, n + fixture.tokens.len());
@@ -253,6 +254,13 @@ fn main() {
             m.codes,
             m.build,
         );
+        if let Some((n0, grown0)) = previous {
+            println!(
+                "  marginal {n0} → {n}: {:.0} bytes per pool",
+                grown.saturating_sub(grown0) as f64 / (n - n0) as f64
+            );
+        }
+        previous = Some((n, grown));
         if n == 10_000 {
             assert!(
                 m.rss_after <= LIMIT_BYTES,
