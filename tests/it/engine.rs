@@ -552,11 +552,22 @@ async fn a_route_failing_containment_is_refused_with_its_reason() {
     let deploy = |accomplice: Address| {
         let p = bot.deployer.clone();
         async move {
-            let pending = CallbackIntruderContract::deploy_builder(p.clone(), exec, usdt, cusdt, 0, accomplice)
-                .send()
+            let pending = CallbackIntruderContract::deploy_builder(
+                p.clone(),
+                exec,
+                usdt,
+                cusdt,
+                0,
+                accomplice,
+            )
+            .send()
+            .await
+            .expect("deploy sent");
+            confirm(&p, pending, "deploy")
                 .await
-                .expect("deploy sent");
-            confirm(&p, pending, "deploy").await.expect("deployed").contract_address.expect("address")
+                .expect("deployed")
+                .contract_address
+                .expect("address")
         }
     };
     let accomplice = deploy(Address::ZERO).await;
@@ -578,14 +589,20 @@ async fn a_route_failing_containment_is_refused_with_its_reason() {
     assert_eq!(run.stats.submitted.load(Ordering::Relaxed), 0, "nothing sent: {recs:#?}");
     let refused: Vec<_> = recs
         .iter()
-        .filter_map(|r| match r { Record::Decision(d) if !d.approved => Some(d.clone()), _ => None })
+        .filter_map(|r| match r {
+            Record::Decision(d) if !d.approved => Some(d.clone()),
+            _ => None,
+        })
         .collect();
     let contained = refused
         .iter()
         .find(|d| d.refusal_kind.as_deref().is_some_and(|k| k.starts_with("containment:")))
         .unwrap_or_else(|| panic!("a containment refusal: {recs:#?}"));
     let reason = contained.reason.clone().unwrap_or_default();
-    assert!(reason.contains(&format!("unexpected call into the executor from {accomplice}")), "{reason}");
+    assert!(
+        reason.contains(&format!("unexpected call into the executor from {accomplice}")),
+        "{reason}"
+    );
     eprintln!("containment: {} — {reason}", contained.refusal_kind.clone().unwrap_or_default());
     run.stop(Duration::from_secs(5)).await;
     ledger.close().expect("close");
