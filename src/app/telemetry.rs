@@ -46,8 +46,12 @@ impl Mirror {
 /// | `cantilever_pending_txs_total{chain}` | pending transactions examined |
 /// | `cantilever_cold_skips_total{chain}` | candidates skipped for cold state |
 ///
-/// and the gauges `cantilever_engine_head{chain}` (last head processed) and
-/// `cantilever_inflight_submissions{chain}`. The halt flag is process-wide: the caller sets
+/// | `cantilever_reconnects_total{chain}` | the WS feed's reconnects |
+/// | `cantilever_gaps_backfilled_total{chain}` | blocks the feed backfilled after a gap |
+///
+/// and the gauges `cantilever_engine_head{chain}` (last head processed),
+/// `cantilever_inflight_submissions{chain}` and `cantilever_chain_realised_pnl_usd{chain}`.
+/// "Connected" needs both the node's answer and the WS feed's own connection state. The halt flag is process-wide: the caller sets
 /// [`Health::set_halted`] from [`is_halted`](Self::is_halted) of every chain.
 #[derive(Debug)]
 pub struct ChainTelemetry {
@@ -58,6 +62,11 @@ pub struct ChainTelemetry {
     mirrors: Vec<Mirror>,
     head: Gauge,
     inflight_gauge: Gauge,
+    pnl: crate::telemetry::FloatGauge,
+    reconnects: Counter,
+    gaps: Counter,
+    seen_reconnects: u64,
+    seen_gaps: u64,
 }
 
 impl ChainTelemetry {
@@ -128,6 +137,15 @@ impl ChainTelemetry {
                 "Submissions sent whose outcome is not known yet.",
                 &labels,
             )?,
+            pnl: reg.float_gauge(
+                "cantilever_chain_realised_pnl_usd",
+                "Realised PnL after gas of the chain's decided submissions, USD.",
+                &labels,
+            )?,
+            reconnects: metrics.chain(name)?.reconnects,
+            gaps: metrics.chain(name)?.gaps_backfilled,
+            seen_reconnects: 0,
+            seen_gaps: 0,
         })
     }
 
@@ -161,7 +179,19 @@ impl ChainTelemetry {
         let engine_head = stats.last_head.load(Ordering::Acquire);
         self.head.set(i64::try_from(engine_head).unwrap_or(i64::MAX));
         self.inflight_gauge.set(i64::try_from(self.inflight()).unwrap_or(i64::MAX));
-        self.health.set_connected(node_head.is_some());
+        #[allow(clippy::cast_precision_loss, reason = "a PnL in micro-USD fits an f64's mantissa")]
+        self.pnl.set(stats.realised_pnl_micro_usd.load(Ordering::Relaxed) as f64 / 1e6);
+        // The feed's own view: connected, reconnects, gaps backfilled.
+        let feed_up = stats.ingest.get().is_none_or(|c| c.connected.load(Ordering::Relaxed));
+        if let Some(c) = stats.ingest.get() {
+            let r = c.reconnects.load(Ordering::Relaxed);
+            let g = c.backfilled.load(Ordering::Relaxed);
+            self.reconnects.add(r.saturating_sub(self.seen_reconnects));
+            self.gaps.add(g.saturating_sub(self.seen_gaps));
+            self.seen_reconnects = self.seen_reconnects.max(r);
+            self.seen_gaps = self.seen_gaps.max(g);
+        }
+        self.health.set_connected(node_head.is_some() && feed_up);
         if let Some(node) = node_head {
             self.health.set_head_lag_blocks(node.saturating_sub(engine_head));
         }

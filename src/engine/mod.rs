@@ -140,6 +140,10 @@ pub struct EngineStats {
     pub fresh: AtomicBool,
     /// Whether the engine is halted.
     pub halted: AtomicBool,
+    /// Realised PnL after gas of every decided submission, micro-USD.
+    pub realised_pnl_micro_usd: std::sync::atomic::AtomicI64,
+    /// The chain feed's counters (connected, reconnects, gaps backfilled), once it runs.
+    pub ingest: std::sync::OnceLock<Arc<crate::ingest::IngestCounters>>,
 }
 
 /// Everything the engine needs for one chain.
@@ -1272,10 +1276,16 @@ impl Engine {
         let trip = match &r.result {
             ExecResult::Included { pnl_usd } => {
                 self.nonce.confirm(r.nonce);
+                self.stats
+                    .realised_pnl_micro_usd
+                    .fetch_add((pnl_usd * 1e6) as i64, Ordering::Relaxed);
                 self.gate.record_fill(r.route, *pnl_usd, unix)
             }
             ExecResult::Reverted { gas_usd } => {
                 self.nonce.confirm(r.nonce);
+                self.stats
+                    .realised_pnl_micro_usd
+                    .fetch_sub((gas_usd * 1e6) as i64, Ordering::Relaxed);
                 self.gate.record_revert(r.route, *gas_usd, unix)
             }
             ExecResult::Missed => {

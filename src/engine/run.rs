@@ -252,6 +252,7 @@ pub async fn run_chain(o: RunOptions) -> Result<RunHandle, RunError> {
         None
     };
     let stats = Arc::new(EngineStats::default());
+    let _ = stats.ingest.set(ingest.counters().clone());
     let params = EngineParams {
         chain: chain.clone(),
         strategies: o.strategies,
