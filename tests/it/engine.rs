@@ -607,3 +607,57 @@ async fn a_route_failing_containment_is_refused_with_its_reason() {
     run.stop(Duration::from_secs(5)).await;
     ledger.close().expect("close");
 }
+
+/// An XAU-anchor triangle (seed 000): XAU sold cheap on XAU/cUSDT is bought there, sold on
+/// XAU/cUSDC and the cUSDC swapped back to cUSDT, in one atomic route that lands with a profit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anchor_triangle_is_traded_through_xau() {
+    let mut bot = devnet_bot("0.0005").await;
+    bot.cfg.strategies.depeg.enabled = false;
+    bot.cfg.strategies.triangle.enabled = true;
+    bot.cfg.strategies.triangle.chain = Some("chain138".into());
+    bot.cfg.strategies.triangle.tokens = vec!["cUSDT".into(), "cUSDC".into()];
+    let ledger = bot.ledger();
+    let run = bot.start(&ledger).await;
+    let xau = U256::from(10u64).pow(U256::from(18));
+    let dumped = bot.dump(bot.pool("XAU/cUSDT"), true, xau * U256::from(40)).await;
+    let landed = cantilever::engine::wait_until(Duration::from_secs(30), || {
+        records(&ledger, &bot.db()).iter().any(
+            |r| matches!(r, Record::Inclusion(i) if i.status == ledger::InclusionStatus::Included),
+        )
+    });
+    let recs = records(&ledger, &bot.db());
+    assert!(landed, "a triangle landed: {recs:#?}");
+    let inc = recs
+        .iter()
+        .find_map(|r| match r {
+            Record::Inclusion(i) => Some(i.clone()),
+            _ => None,
+        })
+        .expect("inclusion");
+    let sub = recs
+        .iter()
+        .find_map(|r| match r {
+            Record::Submission(s) if s.id == inc.submission_id => Some(s.clone()),
+            _ => None,
+        })
+        .expect("submission");
+    let opp = recs
+        .iter()
+        .find_map(|r| match r {
+            Record::Opportunity(o) if o.id == sub.opportunity_id => Some(o.clone()),
+            _ => None,
+        })
+        .expect("opportunity");
+    assert_eq!(opp.strategy, "triangle", "{}", opp.route);
+    assert!(opp.route.contains("XAU/cUSDT") && opp.route.contains("XAU/cUSDC"), "{}", opp.route);
+    assert!(inc.realised_pnl_usd.expect("pnl") > 0.0);
+    eprintln!(
+        "triangle: dump in {dumped}, `{}` landed in {} with ${:.2}",
+        opp.route,
+        inc.block,
+        inc.realised_pnl_usd.unwrap_or_default()
+    );
+    run.stop(Duration::from_secs(5)).await;
+    ledger.close().expect("close");
+}
