@@ -602,7 +602,10 @@ pub(crate) fn decode_record(payload: &[u8], epoch: Instant) -> Res<Record> {
                 1 => FailureKind::Transport,
                 2 => FailureKind::Malformed,
                 c => {
-                    return Err(DecodeError::new("failed.kind", format!("unknown failure tag {c}")));
+                    return Err(DecodeError::new(
+                        "failed.kind",
+                        format!("unknown failure tag {c}"),
+                    ));
                 }
             };
             let failure = RecordedFailure {
