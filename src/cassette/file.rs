@@ -70,7 +70,10 @@ pub struct KindStats {
 impl KindStats {
     /// Average bytes per record (0 when none).
     pub const fn per_record(&self) -> u64 {
-        if self.count == 0 { 0 } else { self.bytes / self.count }
+        match self.bytes.checked_div(self.count) {
+            Some(v) => v,
+            None => 0,
+        }
     }
 
     fn add(&mut self, bytes: usize) {

@@ -41,10 +41,10 @@ impl<S: StateSource> RecordingSource<S> {
     }
 
     fn write(&self, answer: StateAnswer) {
-        if let Err(e) = self.writer.answer(answer) {
-            if !self.warned.swap(true, Ordering::Relaxed) {
-                tracing::warn!(target: "cantilever::cassette", error = %e, "state answers are no longer recorded");
-            }
+        if let Err(e) = self.writer.answer(answer)
+            && !self.warned.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(target: "cantilever::cassette", error = %e, "state answers are no longer recorded");
         }
     }
 
