@@ -431,6 +431,8 @@ impl Job {
                         t.state_failures += 1;
                         tracing::warn!(target: TARGET, block = head.number, error = %describe(&e), "state read failed");
                     }
+                    // A crash loses at most the records since the last head.
+                    self.writer.flush()?;
                     if let Some(ready) = self.ready.take() {
                         let _ = ready.send(());
                     }

@@ -592,3 +592,26 @@ fn cassette_replay_clock_positions() {
     assert_eq!(c.clone().position_ns(), 5_000_000);
     assert_eq!(c.unix_ms(), 1_005);
 }
+
+#[test]
+fn cassette_record_parses_watch_slots() {
+    assert_eq!(
+        record::parse_slot("0x00000000000000000000000000000000000000a1:0x10").unwrap(),
+        (A, U256::from(16u64))
+    );
+    assert_eq!(record::parse_slot(&format!("{B}:7")).unwrap(), (B, U256::from(7u64)));
+    assert!(record::parse_slot("0xa1").unwrap_err().contains("ADDRESS:SLOT"));
+    assert!(record::parse_slot("nope:1").unwrap_err().contains("not an address"));
+    assert!(record::parse_slot(&format!("{B}:x")).unwrap_err().contains("not a slot"));
+}
+
+#[test]
+fn cassette_record_options_never_show_endpoints() {
+    let opts = record::RecordOptions::new(
+        crate::config::EndpointUrl::new("wss://node.example/v2/SECRETKEY").unwrap(),
+        crate::config::EndpointUrl::new("https://node.example/v2/SECRETKEY").unwrap(),
+        "x.cas".into(),
+    );
+    let s = format!("{opts:?}");
+    assert!(!s.contains("SECRETKEY"), "{s}");
+}
