@@ -51,10 +51,14 @@
 //!   `/health` endpoint on loopback.
 //! - [`state`]: the fork state cache: a revm database over the chain's state at one block hash,
 //!   refreshed per block off the hot path, rolled back on reorgs, checked for divergence.
+//! - [`cassette`]: the recording format shared by `record`, `bench` and `backtest`: events with
+//!   arrival offsets and every state answer, a recording and a replaying [`state::StateSource`],
+//!   the event replay into the ingest channels, and `cantilever record`.
 //! - [`sim`]: revm simulation of executor routes (after the pending transactions they backrun)
 //!   on the cache with the next block's environment; outcomes as data; flash-loan containment.
 
 pub mod app;
+pub mod cassette;
 pub mod config;
 pub mod contracts;
 pub mod devnet;

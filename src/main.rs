@@ -144,6 +144,37 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         db: PathBuf,
     },
+    /// Record one chain's live session into a cassette for `bench` and `backtest --cassette`:
+    /// heads and full pending transactions with their arrival times, and the state answers for
+    /// each head of the watched accounts and slots. Stops after --blocks new heads, after
+    /// --seconds, or on Ctrl-C. URLs may be `${ENV_VAR}` templates; they are never printed.
+    Record {
+        /// WebSocket endpoint of the node.
+        #[arg(long, value_name = "URL", env = "CANTILEVER_RECORD_WS", hide_env_values = true)]
+        ws: String,
+        /// HTTP endpoint of the same node.
+        #[arg(long, value_name = "URL", env = "CANTILEVER_RECORD_HTTP", hide_env_values = true)]
+        http: String,
+        /// The cassette file to write (replaced if it exists).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Stop after N new heads.
+        #[arg(long, value_name = "N", conflicts_with = "seconds")]
+        blocks: Option<u64>,
+        /// Stop after S seconds.
+        #[arg(long, value_name = "S")]
+        seconds: Option<u64>,
+        /// An account whose balance, nonce and code are recorded whenever a block touches it
+        /// (repeatable).
+        #[arg(long = "watch", value_name = "ADDRESS")]
+        watch: Vec<Address>,
+        /// A storage slot recorded whenever a block touches its contract (repeatable).
+        #[arg(long = "watch-slot", value_name = "ADDRESS:SLOT", value_parser = cantilever::cassette::record::parse_slot)]
+        watch_slot: Vec<(Address, U256)>,
+        /// The chain's block time for the cassette's metadata (default: measured).
+        #[arg(long, value_name = "MS")]
+        block_time_ms: Option<u64>,
+    },
     /// Validate a configuration file: print every error with file, key and reason; exit non-zero on
     /// any error. Secrets found in the file are named by key, never printed.
     CheckConfig {
@@ -215,6 +246,28 @@ fn main() -> ExitCode {
         Command::Ledger { db, json } => ledger_summary(&db, json),
         Command::LedgerCrashWriter { db } => ledger_crash_writer(&db),
         Command::CheckConfig { file } => cantilever::config::check_config_command(&file),
+        Command::Record { ws, http, out, blocks, seconds, watch, watch_slot, block_time_ms } => {
+            run_async(async move {
+                use cantilever::{cassette::record, config::EndpointUrl};
+                let url = |u: String, which: &str| {
+                    EndpointUrl::new(u).map_err(|e| anyhow::anyhow!("--{which}: {e}"))
+                };
+                let mut opts = record::RecordOptions::new(url(ws, "ws")?, url(http, "http")?, out);
+                opts.blocks = blocks;
+                opts.duration = seconds.map(std::time::Duration::from_secs);
+                opts.watch = watch;
+                opts.slots = watch_slot;
+                opts.meta.block_time_ms = block_time_ms.unwrap_or(0);
+                let recorder = record::Recorder::start(opts).await?;
+                println!(
+                    "recording chain {} from block {}; Ctrl-C to stop",
+                    recorder.chain_id(),
+                    recorder.start_block()
+                );
+                println!("{}", recorder.finish(wait_for_shutdown()).await?);
+                Ok(())
+            })
+        }
         Command::Devnet { scenario, out, any_port } => run_async(devnet(scenario, out, any_port)),
         Command::Quote { rpc, pool, kind, side, amount, trader, block, asset } => {
             let side = match side {
