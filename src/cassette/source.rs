@@ -208,7 +208,7 @@ struct Index {
 /// when that is exact: `block(hash)` from any answer holding that block, `read(at, req)` when
 /// every key asked was read at `at` (values at one block hash never change, so answers of
 /// different reads at `at` combine exactly; code must have been read where it is asked).
-/// Anything else is a miss: [`SourceError::Malformed`] with method `"cassette"` and a detail
+/// Anything else is a miss: [`SourceError::Rejected`] with method `"cassette"` and a message
 /// naming the call and the key not recorded (not retryable: asking again cannot help). Clones
 /// share the replay position.
 #[derive(Debug, Clone)]
@@ -295,9 +295,10 @@ impl CassetteSource {
     }
 
     fn miss(call: &StateCall, what: &str) -> SourceError {
-        SourceError::Malformed {
+        SourceError::Rejected {
             method: "cassette",
-            detail: format!("{call}: not recorded: {what}"),
+            code: 0,
+            message: format!("{call}: not recorded: {what}"),
         }
     }
 
