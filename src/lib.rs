@@ -56,6 +56,9 @@
 //!   the event replay into the ingest channels, and `cantilever record`.
 //! - [`sim`]: revm simulation of executor routes (after the pending transactions they backrun)
 //!   on the cache with the next block's environment; outcomes as data; flash-loan containment.
+//! - [`engine`]: the decision loop of one chain on its own thread (state apply, venue decoding,
+//!   route screening and sizing, proof, containment and desk limits, signing; depeg, triangle,
+//!   stabilizer and backrun strategies), the state feeder, the exec task, and [`engine::run_chain`].
 
 pub mod app;
 pub mod cassette;
