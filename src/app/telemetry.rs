@@ -37,7 +37,8 @@ impl Mirror {
 /// | metric | engine counter |
 /// |---|---|
 /// | `cantilever_candidates_total` | candidates screened profitable |
-/// | `cantilever_refusals_total{reason="all"}` | refusals (every kind; the ledger has each reason) |
+/// | `cantilever_refusals_total{reason="all"}` | refusals of every kind |
+/// | `cantilever_refusals_total{reason=KIND}` | refusals by kind (`min_profit_usd`, `containment:reverted`, ...) |
 /// | `cantilever_approvals_total{chain}` | approvals |
 /// | `cantilever_submissions_total{chain,kind}` | submissions handed to execution (`raw` or `bundle`) |
 /// | `cantilever_stabilizer_trades_total{chain}` | stabilizer trades approved |
@@ -67,6 +68,8 @@ pub struct ChainTelemetry {
     gaps: Counter,
     seen_reconnects: u64,
     seen_gaps: u64,
+    metrics: Metrics,
+    refusals: std::collections::HashMap<String, (Counter, u64)>,
 }
 
 impl ChainTelemetry {
@@ -146,6 +149,8 @@ impl ChainTelemetry {
             gaps: metrics.chain(name)?.gaps_backfilled,
             seen_reconnects: 0,
             seen_gaps: 0,
+            metrics: metrics.clone(),
+            refusals: std::collections::HashMap::new(),
         })
     }
 
@@ -181,6 +186,18 @@ impl ChainTelemetry {
         self.inflight_gauge.set(i64::try_from(self.inflight()).unwrap_or(i64::MAX));
         #[allow(clippy::cast_precision_loss, reason = "a PnL in micro-USD fits an f64's mantissa")]
         self.pnl.set(stats.realised_pnl_micro_usd.load(Ordering::Relaxed) as f64 / 1e6);
+        // Refusals by kind.
+        for entry in &stats.refusals_by_kind {
+            let (kind, now) = (entry.key(), *entry.value());
+            if !self.refusals.contains_key(kind) {
+                let Ok(c) = self.metrics.refusals(kind) else { continue };
+                self.refusals.insert(kind.clone(), (c, 0));
+            }
+            if let Some((c, seen)) = self.refusals.get_mut(kind) {
+                c.add(now.saturating_sub(*seen));
+                *seen = (*seen).max(now);
+            }
+        }
         // The feed's own view: connected, reconnects, gaps backfilled.
         let feed_up = stats.ingest.get().is_none_or(|c| c.connected.load(Ordering::Relaxed));
         if let Some(c) = stats.ingest.get() {

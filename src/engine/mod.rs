@@ -142,6 +142,8 @@ pub struct EngineStats {
     pub halted: AtomicBool,
     /// Realised PnL after gas of every decided submission, micro-USD.
     pub realised_pnl_micro_usd: std::sync::atomic::AtomicI64,
+    /// Refusals by kind (cumulative), for per-reason metrics.
+    pub refusals_by_kind: dashmap::DashMap<String, u64>,
     /// The chain feed's counters (connected, reconnects, gaps backfilled), once it runs.
     pub ingest: std::sync::OnceLock<Arc<crate::ingest::IngestCounters>>,
 }
@@ -1155,6 +1157,7 @@ impl Engine {
             Ok(()) => info!(opp = id, "approved"),
             Err((kind, reason)) => {
                 self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                *self.stats.refusals_by_kind.entry(kind.clone()).or_default() += 1;
                 debug!(opp = id, kind = %kind, %reason, "refused");
             }
         }
