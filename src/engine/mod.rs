@@ -209,6 +209,8 @@ pub struct Engine {
     outstanding: usize,
     /// Set while sizing for a backrun (every route the victim moved is eligible).
     backrun_context: bool,
+    /// Routes profitable at the last head, screened again at the next one.
+    standing: Vec<usize>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -310,6 +312,7 @@ impl Engine {
             deferred: Vec::new(),
             outstanding: 0,
             backrun_context: false,
+            standing: Vec::new(),
             p,
         })
     }
@@ -446,6 +449,16 @@ impl Engine {
             let _ = self.feeder.send(FeederCmd::Full);
         }
         self.stats.fresh.store(self.cache.is_fresh(), Ordering::Relaxed);
+        // With nothing in flight the chain's nonce is the truth (an out-of-band transaction from
+        // our key, a dropped one): resync to it before anything is signed at this head.
+        if !supplement
+            && self.outstanding == 0
+            && let Some(n) = self.cache.account(&self.p.operator).map(|a| a.nonce)
+            && n != self.nonce.peek_next()
+        {
+            let report = self.nonce.resync(n);
+            debug!(?report, "nonces resynced from the chain");
+        }
         let head = update.head;
         let Some(next) = self.next_block() else { return };
         // Venues whose state (or whose tokens) the covered blocks touched.
@@ -483,15 +496,6 @@ impl Engine {
             }
         }
         if !supplement {
-            // With nothing in flight the chain's nonce is the truth (an out-of-band transaction
-            // from our key, a dropped one): resync to it.
-            if self.outstanding == 0
-                && let Some(n) = self.cache.account(&self.p.operator).map(|a| a.nonce)
-                && n != self.nonce.peek_next()
-            {
-                let report = self.nonce.resync(n);
-                debug!(?report, "nonces resynced from the chain");
-            }
             self.pending_seen.clear();
             self.deferred.clear();
             self.stats.heads.fetch_add(1, Ordering::Relaxed);
@@ -584,15 +588,19 @@ impl Engine {
         }
         self.halted_logged = false;
         let ts = Instant::now();
+        // Routes through touched pools, plus the ones that were profitable at the last head
+        // (an opportunity refused for fees, cold state or a cap stands until it is gone).
         let mut routes: Vec<usize> = changed
             .iter()
             .flat_map(|p| self.market.by_pool.get(*p).into_iter().flatten().map(|r| *r as usize))
+            .chain(self.standing.iter().copied())
             .collect();
         routes.sort_unstable();
         routes.dedup();
         self.hist.record(EventKind::Head, Stage::Screen, ts.elapsed().as_nanos() as u64);
         let ts = Instant::now();
         let picks = self.size_routes(&routes, next, &self.market.pools.clone());
+        self.standing = picks.iter().map(|p| p.route).collect();
         self.hist.record(EventKind::Head, Stage::Size, ts.elapsed().as_nanos() as u64);
         // Stabilizer trades compete with the arbitrage on the same pools: best profit first,
         // and a pool already traded in this block is not traded again (see prove_inner).

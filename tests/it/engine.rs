@@ -661,3 +661,74 @@ async fn an_anchor_triangle_is_traded_through_xau() {
     run.stop(Duration::from_secs(5)).await;
     ledger.close().expect("close");
 }
+
+/// Gas spike: with the next base fee far above the chain's fee cap the bot stands down (refused
+/// `gas_price`, nothing sent) and trades again once the base fee is back under the cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gas_spike_stands_the_bot_down_until_fees_return() {
+    use alloy::providers::ext::AnvilApi;
+    let bot = devnet_bot("0.05").await;
+    let ledger = bot.ledger();
+    let run = bot.start(&ledger).await;
+    // A block whose base fee is 100× the chain's fee cap (50 gwei), then a dump under it.
+    bot.node.anvil_set_auto_mine(false).await.expect("automine off");
+    bot.node.anvil_set_next_block_base_fee_per_gas(5_000_000_000_000).await.expect("spike");
+    bot.node.evm_mine(None).await.expect("mine");
+    let (cusdt, usdt) = (bot.chain.tokens["cUSDT"].address, bot.chain.tokens["USDT"].address);
+    super::peg::send_trade(&bot, bot.pool("cUSDT/USDT"), true, e6(200_000), cusdt, usdt).await;
+    bot.node.evm_mine(None).await.expect("mine");
+    let dumped = bot.node.get_block_number().await.expect("n");
+    assert!(run.wait_handed(dumped, Duration::from_secs(20)));
+    assert_eq!(run.stats.submitted.load(Ordering::Relaxed), 0, "nothing sent during the spike");
+    let recs = records(&ledger, &bot.db());
+    assert!(
+        recs.iter().any(
+            |r| matches!(r, Record::Decision(d) if d.refusal_kind.as_deref() == Some("gas_price"))
+        ),
+        "refused for the gas price: {recs:#?}"
+    );
+    // Empty blocks let the base fee fall 12.5% a block; the bot trades once it is under the cap.
+    let mut mined = 0;
+    while run.stats.submitted.load(Ordering::Relaxed) == 0 && mined < 80 {
+        bot.node.evm_mine(None).await.expect("mine");
+        mined += 1;
+        let n = bot.node.get_block_number().await.expect("n");
+        assert!(run.wait_handed(n, Duration::from_secs(20)));
+    }
+    assert!(run.stats.submitted.load(Ordering::Relaxed) > 0, "trades after the spike");
+    let head = bot.node.get_block_by_number(Default::default()).await.expect("b").expect("b");
+    let cap = (bot.cfg.chains[0].fees.max_fee_gwei * 1e9) as u64;
+    assert!(head.header.base_fee_per_gas.unwrap_or(0) < cap, "traded only under the cap");
+    bot.node.evm_mine(None).await.expect("mine");
+    eprintln!("gas spike: stood down, traded again after {mined} blocks");
+    run.stop(Duration::from_secs(5)).await;
+    ledger.close().expect("close");
+}
+
+/// A transaction sent from the bot's key out of band moves the nonce; the bot resyncs from the
+/// chain at the next head and its next trade lands, with no rejected submission.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_out_of_band_transaction_is_absorbed_by_a_nonce_resync() {
+    let bot = devnet_bot("0.05").await;
+    let ledger = bot.ledger();
+    let run = bot.start(&ledger).await;
+    let operator = super::harness::provider(&bot.chain.http_url, &bot.keys[2]);
+    let tx = alloy::rpc::types::TransactionRequest::default()
+        .to(Address::repeat_byte(0x99))
+        .value(U256::from(1));
+    operator.send_transaction(tx).await.expect("sent").get_receipt().await.expect("mined");
+    let dumped = bot.dump(bot.pool("cUSDT/USDT"), true, e6(200_000)).await;
+    let landed = cantilever::engine::wait_until(Duration::from_secs(30), || {
+        records(&ledger, &bot.db()).iter().any(
+            |r| matches!(r, Record::Inclusion(i) if i.status == ledger::InclusionStatus::Included),
+        )
+    });
+    let recs = records(&ledger, &bot.db());
+    assert!(landed, "traded after the out-of-band tx (dump in {dumped}): {recs:#?}");
+    assert!(
+        !recs.iter().any(|r| matches!(r, Record::Submission(s) if s.outcome != ledger::SubmissionOutcome::Accepted)),
+        "no rejected submission: {recs:#?}"
+    );
+    run.stop(Duration::from_secs(5)).await;
+    ledger.close().expect("close");
+}
