@@ -732,3 +732,94 @@ async fn an_out_of_band_transaction_is_absorbed_by_a_nonce_resync() {
     run.stop(Duration::from_secs(5)).await;
     ledger.close().expect("close");
 }
+
+/// The kill switch: the bot's trades are front-run three times in a row (a restoring trade with a
+/// higher tip lands first, so each of the bot's transactions reverts on chain); the third revert
+/// engages the persistent halt and nothing more is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consecutive_reverts_trip_the_kill_switch() {
+    use alloy::{network::TransactionBuilder, providers::ext::AnvilApi};
+    let mut bot = devnet_bot("0.05").await;
+    bot.cfg.risk.pause_after_consecutive_failures = 3;
+    let ledger = bot.ledger();
+    let run = bot.start(&ledger).await;
+    bot.node.anvil_set_auto_mine(false).await.expect("automine off");
+    let pool = bot.pool("cUSDT/USDT");
+    let (cusdt, usdt) = (bot.chain.tokens["cUSDT"].address, bot.chain.tokens["USDT"].address);
+    let p = PmmPool::new(pool, bot.node.clone());
+    for round in 0..3 {
+        // Push cUSDT down, let the bot react.
+        let restore =
+            p.querySellBase(Address::ZERO, e6(100_000)).call().await.expect("q").receiveQuoteAmount;
+        super::peg::send_trade(&bot, pool, true, e6(100_000), cusdt, usdt).await;
+        bot.node.anvil_mine(Some(1), None).await.expect("mine");
+        let n = bot.node.get_block_number().await.expect("n");
+        let before = run.stats.submitted.load(Ordering::Relaxed);
+        assert!(
+            cantilever::engine::wait_until(Duration::from_secs(20), || run
+                .stats
+                .submitted
+                .load(Ordering::Relaxed)
+                > before
+                && run.sent.load(Ordering::Relaxed) >= run.stats.submitted.load(Ordering::Relaxed)),
+            "round {round}: the bot submitted after block {n}"
+        );
+        // A restoring trade with a 50 gwei tip goes first in the next block.
+        let from = bot.keys[0].address();
+        let nonce = bot
+            .node
+            .get_transaction_count(from)
+            .block_id(alloy::eips::BlockId::pending())
+            .await
+            .expect("nonce");
+        let fee = bot.node.get_gas_price().await.expect("gas") * 4 + 50_000_000_000;
+        let mint = alloy::rpc::types::TransactionRequest::default()
+            .with_from(from)
+            .with_to(usdt)
+            .with_input(alloy::sol_types::SolCall::abi_encode(&TestToken::mintCall {
+                to: pool,
+                amount: restore,
+            }))
+            .with_nonce(nonce)
+            .with_gas_limit(150_000)
+            .with_max_fee_per_gas(fee)
+            .with_max_priority_fee_per_gas(50_000_000_000);
+        let sell = alloy::rpc::types::TransactionRequest::default()
+            .with_from(from)
+            .with_to(pool)
+            .with_input(alloy::sol_types::SolCall::abi_encode(&PmmPool::sellQuoteCall { to: from }))
+            .with_nonce(nonce + 1)
+            .with_gas_limit(600_000)
+            .with_max_fee_per_gas(fee)
+            .with_max_priority_fee_per_gas(50_000_000_000);
+        let _a = bot.deployer.send_transaction(mint).await.expect("mint");
+        let _b = bot.deployer.send_transaction(sell).await.expect("sell");
+        bot.node.anvil_mine(Some(1), None).await.expect("mine");
+        let n = bot.node.get_block_number().await.expect("n");
+        assert!(run.wait_settled(n, Duration::from_secs(20)), "round {round}: outcome tracked");
+    }
+    let recs = records(&ledger, &bot.db());
+    let reverted = recs
+        .iter()
+        .filter(
+            |r| matches!(r, Record::Inclusion(i) if i.status == ledger::InclusionStatus::Reverted),
+        )
+        .count();
+    assert_eq!(reverted, 3, "three reverts: {recs:#?}");
+    assert!(
+        cantilever::engine::wait_until(Duration::from_secs(5), || run
+            .stats
+            .halted
+            .load(Ordering::Relaxed)),
+        "halted"
+    );
+    assert!(bot.cfg.engine.halt_file.exists(), "the halt is persisted");
+    let sent = run.stats.submitted.load(Ordering::Relaxed);
+    super::peg::send_trade(&bot, pool, true, e6(100_000), cusdt, usdt).await;
+    bot.node.anvil_mine(Some(1), None).await.expect("mine");
+    let n = bot.node.get_block_number().await.expect("n");
+    assert!(run.wait_handed(n, Duration::from_secs(20)));
+    assert_eq!(run.stats.submitted.load(Ordering::Relaxed), sent, "nothing sent once halted");
+    run.stop(Duration::from_secs(5)).await;
+    ledger.close().expect("close");
+}
