@@ -203,6 +203,9 @@ Signals:
                    once (committed ledger rows are kept).
   SIGUSR1          re-read the halt file: halt every chain if it exists (after `cantilever
                    halt`), re-arm them if it is gone (after `cantilever rearm`).
+  SIGHUP           re-read the configuration file; when all of it validates, the `[risk]` and
+                   `[strategies.stabilizer]` limits take effect at once (logged); anything else
+                   needs a restart. An invalid file changes nothing and its errors are printed.
 
 /health answers 200 only when every chain's node answers, the engine is within 2 blocks of the
 node's head with fresh state, and nothing is halted.";

@@ -231,6 +231,7 @@ async fn serve(
             _ = tick.tick() => sync(&mut running, &health, &metrics, ledger, &cfg.engine.halt_file),
             s = signals.next() => match s {
                 Sig::Usr1 => reload_halt(&mut running, &cfg.engine.halt_file),
+                Sig::Hup => reload_risk(&running, &args.config),
                 s => break s,
             },
         }
@@ -427,6 +428,28 @@ fn reload_halt(running: &mut [Running], halt_file: &std::path::Path) {
     }
 }
 
+/// SIGHUP: re-reads the configuration file, validates all of it, and hands the new `[risk]` and
+/// `[strategies.stabilizer]` limits to every engine (the change is logged by each). Anything else
+/// that changed needs a restart. An invalid file changes nothing; its errors are printed as
+/// `check-config` prints them.
+fn reload_risk(running: &[Running], path: &std::path::Path) {
+    match crate::config::Config::load(path) {
+        Ok(cfg) => {
+            info!(target: TARGET, "SIGHUP: configuration valid; reloading risk limits");
+            for r in running {
+                r.handle.control(Control::Reconfigure(Box::new((
+                    cfg.risk.clone(),
+                    cfg.strategies.stabilizer.clone(),
+                ))));
+            }
+        }
+        Err(errors) => {
+            warn!(target: TARGET, "SIGHUP: configuration refused; limits unchanged");
+            super::print_config_errors(&path.display().to_string(), &errors);
+        }
+    }
+}
+
 /// After the first stop signal: a second one exits at once (committed ledger rows survive: the
 /// ledger is WAL).
 fn spawn_second_signal_watcher(mut signals: Signals) -> JoinHandle<()> {
@@ -446,6 +469,7 @@ enum Sig {
     Int,
     Term,
     Usr1,
+    Hup,
 }
 
 impl Sig {
@@ -454,6 +478,7 @@ impl Sig {
             Self::Int => "SIGINT",
             Self::Term => "SIGTERM",
             Self::Usr1 => "SIGUSR1",
+            Self::Hup => "SIGHUP",
         }
     }
 
@@ -463,6 +488,7 @@ impl Sig {
             Self::Int => 130,
             Self::Term => 143,
             Self::Usr1 => 138,
+            Self::Hup => 129,
         }
     }
 }
@@ -470,7 +496,7 @@ impl Sig {
 /// The process's signal streams (installed once, before anything starts).
 #[cfg(unix)]
 struct Signals {
-    streams: Option<[tokio::signal::unix::Signal; 3]>,
+    streams: Option<[tokio::signal::unix::Signal; 4]>,
 }
 
 #[cfg(unix)]
@@ -482,6 +508,7 @@ impl Signals {
                 signal(SignalKind::interrupt())?,
                 signal(SignalKind::terminate())?,
                 signal(SignalKind::user_defined1())?,
+                signal(SignalKind::hangup())?,
             ]),
         })
     }
@@ -493,13 +520,14 @@ impl Signals {
 
     /// The next signal. Never resolves for an inert set.
     async fn next(&mut self) -> Sig {
-        let Some([int, term, usr1]) = self.streams.as_mut() else {
+        let Some([int, term, usr1, hup]) = self.streams.as_mut() else {
             return std::future::pending().await;
         };
         tokio::select! {
             Some(()) = int.recv() => Sig::Int,
             Some(()) = term.recv() => Sig::Term,
             Some(()) = usr1.recv() => Sig::Usr1,
+            Some(()) = hup.recv() => Sig::Hup,
             else => std::future::pending().await,
         }
     }
@@ -508,7 +536,7 @@ impl Signals {
     async fn stop(&mut self) -> Sig {
         loop {
             let s = self.next().await;
-            if s != Sig::Usr1 {
+            if !matches!(s, Sig::Usr1 | Sig::Hup) {
                 return s;
             }
         }

@@ -103,12 +103,14 @@ pub enum Input {
 }
 
 /// Operator control of a running engine.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Control {
     /// Engage the persistent halt with this reason.
     Halt(String),
     /// Re-arm after a halt.
     Rearm,
+    /// New desk limits and stabilizer settings (validated by the caller); the book is kept.
+    Reconfigure(Box<(RiskConfig, crate::config::StabilizerConfig)>),
     /// Stop the loop (graceful shutdown).
     Stop,
 }
@@ -410,6 +412,14 @@ impl Engine {
                 } else {
                     self.record_halt(false, "re-armed by the operator");
                 }
+            }
+            Input::Control(Control::Reconfigure(new)) => {
+                let (risk, stabilizer) = *new;
+                let change =
+                    self.gate.reconfigure(&risk, &stabilizer, std::slice::from_ref(&self.p.chain));
+                info!(chain = %self.p.chain.name, %change, "risk limits reloaded");
+                self.p.risk = risk;
+                self.p.strategies.stabilizer = stabilizer;
             }
             Input::Control(Control::Stop) => {}
         }

@@ -157,6 +157,31 @@ impl RiskGate {
         }
     }
 
+    /// Replaces the limits with `risk` and the stabilizer's (already validated), keeping the book:
+    /// the halt, consecutive failures, today's loss, the ramps, this block's volume and the last
+    /// stabilizer trades. Returns a one-line description of what changed, for the log.
+    pub fn reconfigure(
+        &mut self,
+        risk: &RiskConfig,
+        stabilizer: &StabilizerConfig,
+        chains: &[ChainConfig],
+    ) -> String {
+        let old = std::mem::replace(&mut self.cfg, risk.clone());
+        let mut min_profit_raw = HashMap::new();
+        for chain in chains {
+            for (symbol, raw) in &risk.min_profit {
+                if let Some(t) = chain.token(symbol) {
+                    min_profit_raw.insert(ChainAddress::new(chain.chain_id, t.address), raw.0);
+                }
+            }
+        }
+        self.min_profit_raw = min_profit_raw;
+        self.max_gas_wei = gwei_to_wei(risk.max_gas_price_gwei);
+        self.stabilizer_min_blocks = stabilizer.min_blocks.max(risk.min_blocks);
+        self.stabilizer_block_cap_usd = stabilizer.per_block_cap_usd;
+        if old == *risk { "unchanged".to_owned() } else { format!("{old:?} -> {risk:?}") }
+    }
+
     /// Sets the raw minimum profit of `token` (overrides the `min_profit` entry, if any).
     pub fn set_min_profit_raw(&mut self, token: ChainAddress, raw: U256) {
         self.min_profit_raw.insert(token, raw);

@@ -322,3 +322,21 @@ fn route_keys_are_stable_and_order_sensitive() {
     assert_ne!(a, RouteKey::from_pools(&[pool(2), pool(1)]));
     assert_ne!(a, RouteKey::from_pools(&[ChainAddress::new(1, pool(1).address), pool(2)]));
 }
+
+#[test]
+fn reconfigure_changes_limits_and_keeps_the_book() {
+    let mut g = gate();
+    let b = book(10);
+    let mut c = cand(500.0);
+    c.profit_usd = 4.0;
+    assert_eq!(refused(&g, &c, &b).kind(), "min_profit_usd");
+    g.halt("desk", NOW).expect("halt");
+    let mut risk = RiskConfig::with_nav(1_000_000.0);
+    risk.min_profit_usd = 1.0;
+    let change = g.reconfigure(&risk, &StabilizerConfig::default(), &[]);
+    assert!(change.contains("min_profit_usd: 1.0"), "{change}");
+    assert_eq!(refused(&g, &c, &b).kind(), "halted", "the halt survives a reload");
+    g.rearm().expect("rearm");
+    assert!(g.check(&c, &b).is_ok(), "the new minimum applies");
+    assert_eq!(g.reconfigure(&risk, &StabilizerConfig::default(), &[]), "unchanged");
+}

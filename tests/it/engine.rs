@@ -823,3 +823,31 @@ async fn consecutive_reverts_trip_the_kill_switch() {
     run.stop(Duration::from_secs(5)).await;
     ledger.close().expect("close");
 }
+
+/// Desk limits reloaded at runtime: an opportunity refused under a $5 minimum profit is taken
+/// once the minimum is lowered, without a restart; the book (halt, ramps) is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn risk_limits_reload_at_runtime() {
+    let bot = devnet_bot("0.05").await;
+    let ledger = bot.ledger();
+    let run = bot.start(&ledger).await;
+    let dumped = bot.dump(bot.pool("cUSDT/USDT"), true, e6(30_000)).await;
+    assert!(run.wait_settled(dumped, Duration::from_secs(20)));
+    assert_eq!(run.stats.submitted.load(Ordering::Relaxed), 0, "below the $5 minimum: refused");
+    let mut risk = bot.cfg.risk.clone();
+    risk.min_profit_usd = 0.5;
+    run.control(Control::Reconfigure(Box::new((risk, bot.cfg.strategies.stabilizer.clone()))));
+    // The standing opportunity is screened again at the next head.
+    use alloy::providers::ext::AnvilApi;
+    bot.node.evm_mine(None).await.expect("mine");
+    assert!(
+        cantilever::engine::wait_until(Duration::from_secs(20), || run
+            .stats
+            .submitted
+            .load(Ordering::Relaxed)
+            > 0),
+        "taken under the new limit"
+    );
+    run.stop(Duration::from_secs(5)).await;
+    ledger.close().expect("close");
+}
