@@ -18,6 +18,7 @@ mod ledger;
 mod peg;
 mod pmm;
 mod quote;
+mod soak;
 mod state;
 mod telemetry;
 mod venues;
