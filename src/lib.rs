@@ -54,10 +54,14 @@
 //! - [`cassette`]: the recording format shared by `record`, `bench` and `backtest`: events with
 //!   arrival offsets and every state answer, a recording and a replaying [`state::StateSource`],
 //!   the event replay into the ingest channels, and `cantilever record`.
+//! - [`bench`]: `cantilever bench`, a cassette replayed through the real engine in shadow mode,
+//!   per-stage latency percentiles for head and pending events, synthetic-pool scaling runs, and
+//!   `cantilever record --config`, a live session recorded through the engine's own reads.
 //! - [`sim`]: revm simulation of executor routes (after the pending transactions they backrun)
 //!   on the cache with the next block's environment; outcomes as data; flash-loan containment.
 
 pub mod app;
+pub mod bench;
 pub mod cassette;
 pub mod config;
 pub mod contracts;

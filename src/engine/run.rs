@@ -117,6 +117,13 @@ impl RunHandle {
         self.control.len()
     }
 
+    /// A probe of [`RunHandle::queued`] that outlives the handle (for a driver on another
+    /// thread).
+    pub fn queue_probe(&self) -> impl Fn() -> usize + Send + 'static {
+        let control = self.control.clone();
+        move || control.len()
+    }
+
     /// Sends an operator command.
     pub fn control(&self, c: Control) {
         let _ = self.control.send(Input::Control(c));
