@@ -109,6 +109,9 @@ fn report_body(r: &BenchReport) -> String {
     b
 }
 
+/// A named, coloured series of a sweep chart with its top value.
+type Series = (&'static str, &'static str, f64, Box<dyn Fn(&BenchReport) -> f64>);
+
 /// A scaling curve: head and pending end-to-end p99 (left, µs) and RSS (right, MB) by pools.
 fn sweep_svg(s: &SweepReport) -> String {
     let (w, h, pad) = (W, 260.0, 50.0);
@@ -131,7 +134,7 @@ fn sweep_svg(s: &SweepReport) -> String {
     let mut out = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">"
     );
-    let series: [(&str, &str, f64, Box<dyn Fn(&BenchReport) -> f64>); 3] = [
+    let series: [Series; 3] = [
         ("head e2e p99", "#1971c2", max_lat, Box::new(move |r: &BenchReport| p99(&r.head) as f64)),
         (
             "pending e2e p99",

@@ -445,13 +445,24 @@ pub async fn run_cassette(
     let operator = operator_of(&meta.note).or(manifest_operator).unwrap_or(Address::ZERO);
     let source = cassette.source();
     let synth = add_synthetic_pools(&mut chain, o.pools).map_err(BenchError::Synth)?;
-    let source = SynthSource::new(source, synth);
+    let history = cassette
+        .answers
+        .iter()
+        .filter_map(|a| match a {
+            crate::cassette::StateAnswer::Latest(i) | crate::cassette::StateAnswer::Block(i) => {
+                Some((i.block.number, i.block.hash))
+            }
+            _ => None,
+        })
+        .collect::<std::collections::BTreeMap<_, _>>()
+        .into_values()
+        .collect();
+    let source = SynthSource::new(source, synth, history);
     let warmed = warm_up(source, &chain, &strategies, SpecId::PRAGUE, operator).await?;
     let warm_head = warmed.head()?;
     let venues = warmed.market.venues.len();
     let (tx, rx) = ingest::channels(1_024, 8_192);
-    let heads_rx = rx.heads.clone();
-    let pending_rx = rx.pending.clone();
+    let probe = (rx.heads.clone(), rx.pending.clone());
     let shared = SharedHistograms::new();
     let start_nonce = warmed.cache.account(&operator).map_or(0, |a| a.nonce);
     let opts = StartOptions {
@@ -485,16 +496,15 @@ pub async fn run_cassette(
     let mut decode = StageHistograms::new().map_err(|e| BenchError::Replay(e.to_string()))?;
     let rt = tokio::runtime::Handle::current();
     let events = cassette.events.clone();
-    let stats = run.stats.clone();
+    let lock = Lockstep::new(&run, probe.0, probe.1);
     let chain_id = meta.chain_id;
-    let queued = run.queue_probe();
     let drive = tokio::task::spawn_blocking(
         move || -> Result<(u64, u64, Duration, StageHistograms), BenchError> {
             let mut sent = 0u64;
             let mut unsettled = 0u64;
             let began = Instant::now();
             for (t, frame) in events.iter().zip(frames) {
-                let before = stats.handled.load(Ordering::Acquire);
+                let before = lock.handled();
                 match (&t.event, frame) {
                     (Event::Head(h), Some(frame)) => {
                         if h.number <= warm_head.number {
@@ -523,13 +533,7 @@ pub async fn run_cassette(
                     }
                 }
                 sent += 1;
-                let settled = settle(SETTLE, || {
-                    stats.handled.load(Ordering::Acquire) > before
-                        && heads_rx.is_empty()
-                        && pending_rx.is_empty()
-                        && queued() == 0
-                });
-                if !settled {
+                if !lock.settle(before) {
                     unsettled += 1;
                 }
             }
@@ -598,16 +602,50 @@ pub async fn run_cassette(
     })
 }
 
-/// Waits until `f` holds, polling every 20 µs; false after `timeout`.
-fn settle(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_micros(20));
+/// Paces a feed on the engine: after sending an event, wait until the engine has handled it and
+/// nothing is queued for it, so no event waits behind another and the feeder reads every head.
+pub(crate) struct Lockstep<Q> {
+    stats: Arc<crate::engine::EngineStats>,
+    heads: crossbeam_channel::Receiver<Event>,
+    pending: crossbeam_channel::Receiver<Event>,
+    queued: Q,
+}
+
+impl Lockstep<()> {
+    /// A lockstep on `run`, whose event receivers `heads` and `pending` are clones of.
+    pub(crate) fn new(
+        run: &crate::engine::RunHandle,
+        heads: crossbeam_channel::Receiver<Event>,
+        pending: crossbeam_channel::Receiver<Event>,
+    ) -> Lockstep<impl Fn() -> usize + Send + 'static> {
+        Lockstep { stats: run.stats.clone(), heads, pending, queued: run.queue_probe() }
     }
-    f()
+}
+
+impl<Q: Fn() -> usize> Lockstep<Q> {
+    /// Inputs handled so far (read before sending).
+    pub(crate) fn handled(&self) -> u64 {
+        self.stats.handled.load(Ordering::Acquire)
+    }
+
+    /// Waits (polling every 20 µs, at most [`SETTLE`]) until an input beyond `before` was handled
+    /// and nothing is queued; false on timeout.
+    pub(crate) fn settle(&self, before: u64) -> bool {
+        let done = || {
+            self.handled() > before
+                && self.heads.is_empty()
+                && self.pending.is_empty()
+                && (self.queued)() == 0
+        };
+        let start = Instant::now();
+        while start.elapsed() < SETTLE {
+            if done() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_micros(20));
+        }
+        done()
+    }
 }
 
 /// Writes `text` to `path`, naming the file on failure.

@@ -176,7 +176,11 @@ pub async fn record_engine(
         spec: SpecId::PRAGUE,
         prove_top: super::PROVE_TOP,
     };
+    let probe = (eng_rx.heads.clone(), eng_rx.pending.clone());
     let run = start(warmed, eng_rx, opts)?;
+    // In lockstep, as the bench replays: the feeder reads every head (never a burst coalesced
+    // into its newest), so the cassette answers every read the replay makes.
+    let lock = super::Lockstep::new(&run, probe.0, probe.1);
     let stats = run.stats.clone();
     let stop = Arc::new(AtomicBool::new(false));
     let deadline = o.duration.and_then(|d| Instant::now().checked_add(d));
@@ -204,7 +208,9 @@ pub async fn record_engine(
                                 heads += 1;
                                 last = last.max(h.number);
                             }
+                            let before = lock.handled();
                             if rt.block_on(eng_tx.send_head(event, &counters)).is_err() { break Ok(()) }
+                            lock.settle(before);
                             if blocks.is_some_and(|n| last >= start_number + n) { break Ok(()) }
                         }
                         recv(live_rx.pending) -> e => {
@@ -212,7 +218,9 @@ pub async fn record_engine(
                             if let Err(e) = writer.event(&event) { break Err(e) }
                             pending += 1;
                             if let Event::Pending(p) = event {
+                                let before = lock.handled();
                                 let _ = eng_tx.send_pending(*p, &counters);
+                                lock.settle(before);
                             }
                         }
                         default(Duration::from_millis(50)) => {}

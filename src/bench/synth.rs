@@ -9,34 +9,54 @@ use crate::{
     state::{AccountRead, BlockInfo, ReadRequest, ReadSet, SourceError, StateSource},
 };
 
-/// A [`StateSource`] that answers for synthetic pools from their original's answers.
+/// The bench's state source over a recording: answers for synthetic pools from their
+/// original's answers, and carries recorded values forward.
 ///
-/// Reads of a synthetic address are asked of its original and renamed back. With synthetic
-/// pools present a key the inner source cannot answer (a token's balance slot of a synthetic
-/// pool, say) reads as zero, so the copies warm and refresh without a recording of their own;
-/// without them every read is forwarded unchanged.
+/// Reads of a synthetic address are asked of its original and renamed back. A read the inner
+/// source cannot answer whole is answered key by key: a key not recorded at the block asked is
+/// taken from the latest earlier block of `history` that recorded it (a value the recording
+/// engine did not re-read had not changed for it), and a key never recorded (a token's balance
+/// slot of a synthetic pool, say) reads as zero.
 #[derive(Clone, Debug)]
 pub struct SynthSource<S> {
     inner: S,
     map: Arc<HashMap<Address, Address>>,
+    history: Arc<Vec<B256>>,
 }
 
 impl<S: StateSource> SynthSource<S> {
-    /// `map`: synthetic address → the real pool it copies.
-    pub fn new(inner: S, map: HashMap<Address, Address>) -> Self {
-        Self { inner, map: Arc::new(map) }
+    /// `map`: synthetic address → the real pool it copies; `history`: the recording's block
+    /// hashes, oldest first.
+    pub fn new(inner: S, map: HashMap<Address, Address>, history: Vec<B256>) -> Self {
+        Self { inner, map: Arc::new(map), history: Arc::new(history) }
+    }
+
+    /// `at`, then the blocks recorded before it, newest first.
+    fn blocks_back(&self, at: B256) -> Vec<B256> {
+        let before = self.history.iter().position(|h| *h == at).unwrap_or(0);
+        std::iter::once(at).chain(self.history[..before].iter().rev().copied()).collect()
     }
 
     fn real(&self, a: Address) -> Address {
         self.map.get(&a).copied().unwrap_or(a)
     }
 
+    async fn read_one(&self, blocks: &[B256], one: &ReadRequest) -> Option<ReadSet> {
+        for b in blocks {
+            if let Ok(s) = self.inner.read(*b, one).await {
+                return Some(s);
+            }
+        }
+        None
+    }
+
     async fn read_each(&self, at: B256, req: &ReadRequest) -> ReadSet {
+        let blocks = self.blocks_back(at);
         let mut out = ReadSet::default();
         for (address, with_code) in &req.accounts {
             let one = ReadRequest { accounts: vec![(*address, *with_code)], slots: vec![] };
             let got =
-                self.inner.read(at, &one).await.ok().and_then(|s| s.accounts.into_iter().next());
+                self.read_one(&blocks, &one).await.and_then(|s| s.accounts.into_iter().next());
             out.accounts.push(got.unwrap_or(AccountRead {
                 address: *address,
                 balance: U256::ZERO,
@@ -46,7 +66,7 @@ impl<S: StateSource> SynthSource<S> {
         }
         for (address, slot) in &req.slots {
             let one = ReadRequest { accounts: vec![], slots: vec![(*address, *slot)] };
-            let got = self.inner.read(at, &one).await.ok().and_then(|s| s.slots.into_iter().next());
+            let got = self.read_one(&blocks, &one).await.and_then(|s| s.slots.into_iter().next());
             out.slots.push(got.unwrap_or((*address, *slot, U256::ZERO)));
         }
         out
@@ -63,9 +83,6 @@ impl<S: StateSource> StateSource for SynthSource<S> {
     }
 
     async fn read(&self, at: B256, req: &ReadRequest) -> Result<ReadSet, SourceError> {
-        if self.map.is_empty() {
-            return self.inner.read(at, req).await;
-        }
         let mapped = ReadRequest {
             accounts: req.accounts.iter().map(|(a, c)| (self.real(*a), *c)).collect(),
             slots: req.slots.iter().map(|(a, s)| (self.real(*a), *s)).collect(),
