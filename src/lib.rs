@@ -54,6 +54,9 @@
 //! - [`cassette`]: the recording format shared by `record`, `bench` and `backtest`: events with
 //!   arrival offsets and every state answer, a recording and a replaying [`state::StateSource`],
 //!   the event replay into the ingest channels, and `cantilever record`.
+//! - [`bench`]: `cantilever bench`, a cassette replayed through the real engine in shadow mode,
+//!   per-stage latency percentiles for head and pending events, synthetic-pool scaling runs, and
+//!   `cantilever record --config`, a live session recorded through the engine's own reads.
 //! - [`sim`]: revm simulation of executor routes (after the pending transactions they backrun)
 //!   on the cache with the next block's environment; outcomes as data; flash-loan containment.
 //! - [`engine`]: the decision loop of one chain on its own thread (state apply, venue decoding,
@@ -61,6 +64,7 @@
 //!   stabilizer and backrun strategies), the state feeder, the exec task, and [`engine::run_chain`].
 
 pub mod app;
+pub mod bench;
 pub mod cassette;
 pub mod config;
 pub mod contracts;

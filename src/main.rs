@@ -148,13 +148,25 @@ enum Command {
     /// heads and full pending transactions with their arrival times, and the state answers for
     /// each head of the watched accounts and slots. Stops after --blocks new heads, after
     /// --seconds, or on Ctrl-C. URLs may be `${ENV_VAR}` templates; they are never printed.
+    /// With --config and --chain the engine itself (dry run) warms and refreshes its state
+    /// through the recorder, so the cassette holds exactly what the engine reads.
     Record {
-        /// WebSocket endpoint of the node.
+        /// WebSocket endpoint of the node (not with --config).
         #[arg(long, value_name = "URL", env = "CANTILEVER_RECORD_WS", hide_env_values = true)]
-        ws: String,
-        /// HTTP endpoint of the same node.
+        ws: Option<String>,
+        /// HTTP endpoint of the same node (not with --config).
         #[arg(long, value_name = "URL", env = "CANTILEVER_RECORD_HTTP", hide_env_values = true)]
-        http: String,
+        http: Option<String>,
+        /// Record through the engine of this configuration's chain (its endpoints are used).
+        #[arg(long, value_name = "FILE", requires = "chain")]
+        config: Option<PathBuf>,
+        /// The chain of --config (its `name`).
+        #[arg(long, value_name = "NAME", requires = "config")]
+        chain: Option<String>,
+        /// With --config: the executor operator simulations run from (default: the address of
+        /// the chain's configured signer, else the zero address).
+        #[arg(long, value_name = "ADDRESS", requires = "config")]
+        operator: Option<Address>,
         /// The cassette file to write (replaced if it exists).
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
@@ -174,6 +186,40 @@ enum Command {
         /// The chain's block time for the cassette's metadata (default: measured).
         #[arg(long, value_name = "MS")]
         block_time_ms: Option<u64>,
+    },
+    /// Replay a cassette through the real engine (shadow mode, a throwaway key, submission stopped
+    /// after signing) at full speed, one event at a time, and report per stage and end to end
+    /// p50/p90/p99/p99.9/max for head and pending events, events/s and RSS.
+    Bench {
+        /// The cassette (`cantilever record`).
+        #[arg(long, value_name = "FILE")]
+        events: PathBuf,
+        /// The TOML configuration the cassette was recorded with.
+        #[arg(
+            long,
+            value_name = "FILE",
+            required_unless_present = "manifest",
+            conflicts_with = "manifest"
+        )]
+        config: Option<PathBuf>,
+        /// A devnet manifest (`cantilever devnet --out`) instead of --config.
+        #[arg(long, value_name = "FILE")]
+        manifest: Option<PathBuf>,
+        /// The chain (default: the one with the cassette's chain id).
+        #[arg(long, value_name = "NAME")]
+        chain: Option<String>,
+        /// Add N synthetic PMM pools (copies of a real pool at fresh addresses).
+        #[arg(long, value_name = "N", default_value_t = 0, conflicts_with = "sweep")]
+        pools: usize,
+        /// Run with 100, 1,000 and 10,000 synthetic pools and report how p99 and RSS grow.
+        #[arg(long)]
+        sweep: bool,
+        /// Write the report as JSON.
+        #[arg(long, value_name = "OUT")]
+        json: Option<PathBuf>,
+        /// Write a self-contained HTML page with the charts as inline SVG.
+        #[arg(long, value_name = "OUT")]
+        html: Option<PathBuf>,
     },
     /// Validate a configuration file: print every error with file, key and reason; exit non-zero on
     /// any error. Secrets found in the file are named by key, never printed.
@@ -249,10 +295,28 @@ fn main() -> ExitCode {
         Command::Ledger { db, json } => ledger_summary(&db, json),
         Command::LedgerCrashWriter { db } => ledger_crash_writer(&db),
         Command::CheckConfig { file } => cantilever::config::check_config_command(&file),
-        Command::Record { ws, http, out, blocks, seconds, watch, watch_slot, block_time_ms } => {
+        Command::Record {
+            ws,
+            http,
+            config,
+            chain,
+            operator,
+            out,
+            blocks,
+            seconds,
+            watch,
+            watch_slot,
+            block_time_ms,
+        } => {
+            if let (Some(config), Some(chain)) = (config, chain) {
+                let duration = seconds.map(Duration::from_secs);
+                return run_async(record_engine(config, chain, operator, out, blocks, duration));
+            }
             run_async(async move {
                 use cantilever::{cassette::record, config::EndpointUrl};
-                let url = |u: String, which: &str| {
+                let url = |u: Option<String>, which: &str| {
+                    let u =
+                        u.ok_or_else(|| anyhow::anyhow!("--{which} is required without --config"))?;
                     EndpointUrl::new(u).map_err(|e| anyhow::anyhow!("--{which}: {e}"))
                 };
                 let mut opts = record::RecordOptions::new(url(ws, "ws")?, url(http, "http")?, out);
@@ -270,6 +334,16 @@ fn main() -> ExitCode {
                 println!("{}", recorder.finish(wait_for_shutdown()).await?);
                 Ok(())
             })
+        }
+        Command::Bench { events, config, manifest, chain, pools, sweep, json, html } => {
+            use cantilever::bench::{BenchOptions, ConfigFile};
+            let config = match (config, manifest) {
+                (Some(c), _) => ConfigFile::Toml(c),
+                (None, Some(m)) => ConfigFile::Manifest(m),
+                (None, None) => return ExitCode::FAILURE,
+            };
+            let opts = BenchOptions { events, config, chain, pools };
+            run_async(bench(opts, sweep, json, html))
         }
         Command::Devnet { scenario, out, any_port } => run_async(devnet(scenario, out, any_port)),
         Command::Quote { rpc, pool, kind, side, amount, trader, block, asset } => {
@@ -477,6 +551,74 @@ async fn devnet(
     }
     wait_for_shutdown().await;
     devnet.stop().await;
+    Ok(())
+}
+
+async fn bench(
+    o: cantilever::bench::BenchOptions,
+    sweep: bool,
+    json: Option<PathBuf>,
+    html: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use cantilever::bench::{render_html, run_bench, run_sweep, write_file};
+    let (reports, text, value) = if sweep {
+        let s = run_sweep(&o).await?;
+        (
+            s.runs.clone(),
+            format!(
+                "{}\n{s}",
+                s.runs.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+            ),
+            serde_json::to_value(&s)?,
+        )
+    } else {
+        let r = run_bench(&o).await?;
+        (vec![r.clone()], r.to_string(), serde_json::to_value(&r)?)
+    };
+    print!("{text}");
+    if let Some(p) = json {
+        write_file(&p, &format!("{}\n", serde_json::to_string_pretty(&value)?))
+            .map_err(anyhow::Error::msg)?;
+    }
+    if let Some(p) = html {
+        write_file(&p, &render_html(&reports)).map_err(anyhow::Error::msg)?;
+    }
+    Ok(())
+}
+
+async fn record_engine(
+    config: PathBuf,
+    chain: String,
+    operator: Option<Address>,
+    out: PathBuf,
+    blocks: Option<u64>,
+    duration: Option<Duration>,
+) -> anyhow::Result<()> {
+    use cantilever::bench::record::{EngineRecordOptions, record_engine};
+    let cfg = cantilever::config::Config::load(&config)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", config.display()))?;
+    let c = cfg
+        .chain(&chain)
+        .ok_or_else(|| anyhow::anyhow!("no chain named `{chain}` in {}", config.display()))?
+        .clone();
+    let operator = match (operator, &c.signer) {
+        (Some(a), _) => a,
+        (None, Some(r)) => {
+            cantilever::exec::load_signer(r, cantilever::exec::KeyRole::Executor)?.address()
+        }
+        (None, None) => Address::ZERO,
+    };
+    let o = EngineRecordOptions {
+        chain: c,
+        strategies: cfg.strategies.clone(),
+        risk: cfg.risk.clone(),
+        out,
+        blocks,
+        duration,
+        operator,
+    };
+    println!("recording chain {chain} through the engine; Ctrl-C to stop");
+    println!("{}", record_engine(o, wait_for_shutdown()).await?);
     Ok(())
 }
 

@@ -73,7 +73,9 @@ use crate::{
 pub use exec_task::{ExecJob, ExecReport, ExecResult};
 pub use feeder::FeederCmd;
 pub use market::{Market, RouteEntry, TokenMeta};
-pub use run::{RunError, RunHandle, RunOptions, run_chain};
+pub use run::{
+    RunError, RunHandle, RunOptions, StartOptions, Warmed, rpc_source, run_chain, start, warm_up,
+};
 
 /// A head with the state update that brings the cache to it (from the feeder).
 #[derive(Debug)]
@@ -148,6 +150,8 @@ pub struct EngineStats {
     pub refusals_by_kind: dashmap::DashMap<String, u64>,
     /// The chain feed's counters (connected, reconnects, gaps backfilled), once it runs.
     pub ingest: std::sync::OnceLock<Arc<crate::ingest::IngestCounters>>,
+    /// Inputs the loop has finished handling (every kind; a replay paces itself on it).
+    pub handled: AtomicU64,
 }
 
 /// Everything the engine needs for one chain.
@@ -370,6 +374,7 @@ impl Engine {
                 // A bug in one event's evaluation must not take the process down mid-run.
                 warn!(chain = %self.p.chain.name, "engine: an event's evaluation panicked; skipped");
             }
+            self.stats.handled.fetch_add(1, Ordering::Release);
         }
         self.hist_publish(true);
         if let Some(l) = &self.p.ledger {

@@ -12,7 +12,7 @@ use std::{
 
 use alloy::{
     primitives::{Address, U256},
-    providers::{Provider, ProviderBuilder},
+    providers::{DynProvider, Provider, ProviderBuilder},
     signers::local::PrivateKeySigner,
 };
 use crossbeam_channel::Sender;
@@ -25,11 +25,14 @@ use super::{
 use crate::{
     config::{ChainConfig, EngineConfig, RiskConfig, StrategiesConfig},
     exec::{InclusionTracker, Submitter, TxSigner},
-    ingest::{self, BlockRef as IngestBlockRef, IngestHandle, live::LiveConfig},
+    ingest::{self, BlockRef as IngestBlockRef, EventReceiver, IngestHandle, live::LiveConfig},
     ledger::LedgerHandle,
     risk::{Halt, Mode},
     sim::{self, NextBlock, RouteParams, Simulator, build_route},
-    state::{CacheLimits, ForkCache, Refresher, RefresherConfig, RetryPolicy, RpcSource, StateKey},
+    state::{
+        BlockRef, CacheLimits, ForkCache, Refresher, RefresherConfig, RetryPolicy, RpcSource,
+        StateKey, StateSource,
+    },
     telemetry::SharedHistograms,
 };
 
@@ -108,6 +111,19 @@ pub struct RunHandle {
 }
 
 impl RunHandle {
+    /// Inputs queued for the engine thread (state updates, control, outcomes; not pending
+    /// transactions, which wait on their own channel).
+    pub fn queued(&self) -> usize {
+        self.control.len()
+    }
+
+    /// A probe of [`RunHandle::queued`] that outlives the handle (for a driver on another
+    /// thread).
+    pub fn queue_probe(&self) -> impl Fn() -> usize + Send + 'static {
+        let control = self.control.clone();
+        move || control.len()
+    }
+
     /// Sends an operator command.
     pub fn control(&self, c: Control) {
         let _ = self.control.send(Input::Control(c));
@@ -155,8 +171,9 @@ impl RunHandle {
     }
 }
 
-/// Starts one chain's engine live: warms the cache for every venue, token and route, then runs
-/// ingest → feeder → engine → exec. Call inside a multi-thread tokio runtime.
+/// Starts one chain's engine live: warms the cache for every venue, token and route over RPC
+/// ([`warm_up`]), then runs ingest → feeder → engine → exec ([`start`] fed by the live feed).
+/// Call inside a multi-thread tokio runtime.
 ///
 /// # Errors
 /// [`RunError`] naming what could not start.
@@ -164,7 +181,6 @@ pub async fn run_chain(o: RunOptions) -> Result<RunHandle, RunError> {
     let chain = o.chain.clone();
     let cfg_err =
         |what: &str| RunError::Config { chain: chain.name.clone(), what: what.to_owned() };
-    let executor = chain.executor.ok_or_else(|| cfg_err("no executor address"))?;
     let mode = Mode::from_engine(&o.engine);
     let key = match (o.signer, &chain.signer) {
         (Some(k), _) => Some(k),
@@ -182,22 +198,96 @@ pub async fn run_chain(o: RunOptions) -> Result<RunHandle, RunError> {
         .get_transaction_count(operator)
         .await
         .map_err(|e| RunError::State(e.to_string()))?;
+    let warmed = warm_up(rpc_source(provider), &chain, &o.strategies, o.spec, operator).await?;
+    let head = warmed.head()?;
+    let (ev_tx, ev_rx) = ingest::channels(1_024, 8_192);
+    let ingest = ingest::live::spawn(
+        LiveConfig::from_chain(&chain),
+        ev_tx,
+        Some(IngestBlockRef { number: head.number, hash: head.hash }),
+    )?;
+    let counters = ingest.counters().clone();
+    let opts = StartOptions {
+        chain,
+        strategies: o.strategies,
+        risk: o.risk,
+        engine: o.engine,
+        operator,
+        signer: key,
+        identity: o.identity,
+        start_nonce,
+        ledger: o.ledger,
+        histograms: o.histograms,
+        spec: o.spec,
+        prove_top: o.prove_top,
+    };
+    let mut handle = start(warmed, ev_rx, opts)?;
+    let _ = handle.stats.ingest.set(counters);
+    handle.ingest = Some(ingest);
+    Ok(handle)
+}
 
-    // State warm-up (off the hot path, before anything trades).
-    let cfg = RefresherConfig { always: vec![executor, operator], ..RefresherConfig::default() };
-    // Per-head reads must settle within a block or two: a short retry budget.
+/// The state source a live engine reads through: `provider` with 500-key batches and a short
+/// retry budget (per-head reads must settle within a block or two).
+pub fn rpc_source(provider: DynProvider) -> RpcSource {
     let policy = RetryPolicy {
         call_timeout: Duration::from_secs(1),
         deadline: Duration::from_secs(2),
         ..RetryPolicy::default()
     };
-    let mut refresher =
-        Refresher::new(RpcSource::new(provider.clone(), 500).with_policy(policy), cfg);
+    RpcSource::new(provider, 500).with_policy(policy)
+}
+
+/// A warmed engine state: the cache holding every venue, token and route's state at the head it
+/// was read at, the simulator with the tokens' balance layouts, the market with its routes, and
+/// the refresher (over the source it was warmed from) that keeps the cache current.
+#[derive(Debug)]
+pub struct Warmed<S> {
+    /// The refresher that read the state, watching every key the warm-up read.
+    pub refresher: Refresher<S>,
+    /// The cache.
+    pub cache: ForkCache,
+    /// The simulator.
+    pub sim: Simulator,
+    /// The market (venues decoded, routes enumerated).
+    pub market: Market,
+}
+
+impl<S> Warmed<S> {
+    /// The block the state was read at.
+    ///
+    /// # Errors
+    /// [`RunError::State`] if the cache has no head (it always has one after [`warm_up`]).
+    pub fn head(&self) -> Result<BlockRef, RunError> {
+        self.cache.head().copied().ok_or_else(|| RunError::State("no head".into()))
+    }
+}
+
+/// Warms an engine's state for `chain` over any state source (RPC live, a recording source, a
+/// cassette in a replay): reads the latest block, then every venue, token, lender and route's
+/// state as [`warm_market`] does, simulating as `operator`. Off the hot path, before anything
+/// trades.
+///
+/// # Errors
+/// [`RunError::Config`] without an executor, [`RunError::State`] when a read fails.
+pub async fn warm_up<S: StateSource>(
+    source: S,
+    chain: &ChainConfig,
+    strategies: &StrategiesConfig,
+    spec: SpecId,
+    operator: Address,
+) -> Result<Warmed<S>, RunError> {
+    let executor = chain.executor.ok_or_else(|| RunError::Config {
+        chain: chain.name.clone(),
+        what: "no executor address".to_owned(),
+    })?;
+    let cfg = RefresherConfig { always: vec![executor, operator], ..RefresherConfig::default() };
+    let mut refresher = Refresher::new(source, cfg);
     let mut cache = ForkCache::new(CacheLimits::default());
     let base = refresher.start().await.map_err(|e| RunError::State(e.to_string()))?;
     cache.apply(&base).map_err(|e| RunError::State(e.to_string()))?;
-    let mut sim = Simulator::new(chain.chain_id, o.spec).with_nonce_check(false);
-    let mut market = Market::from_config(&chain);
+    let mut sim = Simulator::new(chain.chain_id, spec).with_nonce_check(false);
+    let mut market = Market::from_config(chain);
     warm_market(
         &mut refresher,
         &mut cache,
@@ -205,27 +295,77 @@ pub async fn run_chain(o: RunOptions) -> Result<RunHandle, RunError> {
         &mut market,
         operator,
         executor,
-        &o.strategies,
-        &chain,
+        strategies,
+        chain,
     )
     .await?;
     let head = *cache.head().ok_or_else(|| RunError::State("no head".into()))?;
     info!(chain = %chain.name, block = head.number, venues = market.venues.len(), routes = market.routes.len(), slots = cache.stats().slots, "state warmed");
-    let routes = market.routes.len();
+    Ok(Warmed { refresher, cache, sim, market })
+}
 
-    // Threads and tasks.
-    let (ev_tx, ev_rx) = ingest::channels(1_024, 8_192);
-    let ingest = ingest::live::spawn(
-        LiveConfig::from_chain(&chain),
-        ev_tx,
-        Some(IngestBlockRef { number: head.number, hash: head.hash }),
-    )?;
+/// What [`start`] needs besides the warmed state and the events.
+#[derive(Debug)]
+pub struct StartOptions {
+    /// The chain.
+    pub chain: ChainConfig,
+    /// Strategies.
+    pub strategies: StrategiesConfig,
+    /// Desk limits.
+    pub risk: RiskConfig,
+    /// Modes and halt file (the ledger path is not read: see `ledger`).
+    pub engine: EngineConfig,
+    /// The address transactions are simulated from (the executor's operator).
+    pub operator: Address,
+    /// The signing key (needed in live and shadow modes; its address need not be `operator`
+    /// in shadow mode, where nothing is sent).
+    pub signer: Option<PrivateKeySigner>,
+    /// The relay identity key (live mode).
+    pub identity: Option<PrivateKeySigner>,
+    /// The operator's next nonce.
+    pub start_nonce: u64,
+    /// The ledger.
+    pub ledger: Option<LedgerHandle>,
+    /// Where to publish stage histograms.
+    pub histograms: Option<SharedHistograms>,
+    /// revm spec of the chain.
+    pub spec: SpecId,
+    /// Candidates proven per event.
+    pub prove_top: usize,
+}
+
+/// Starts the feeder (over the warmed refresher's source), the engine thread and, in live mode,
+/// the exec task, fed by `events` (from [`ingest::channels`]: the live feed, a replay, a test).
+/// The feeder and the engine end when the heads channel closes or on [`RunHandle::stop`]. Call
+/// inside a multi-thread tokio runtime.
+///
+/// # Errors
+/// [`RunError`] naming what could not start.
+pub fn start<S: StateSource + 'static>(
+    warmed: Warmed<S>,
+    events: EventReceiver,
+    o: StartOptions,
+) -> Result<RunHandle, RunError> {
+    let chain = o.chain;
+    let executor = chain.executor.ok_or_else(|| RunError::Config {
+        chain: chain.name.clone(),
+        what: "no executor address".to_owned(),
+    })?;
+    let mode = Mode::from_engine(&o.engine);
+    if mode.signs() && o.signer.is_none() {
+        return Err(RunError::Config {
+            chain: chain.name.clone(),
+            what: "live and shadow modes need a signer".to_owned(),
+        });
+    }
+    let Warmed { refresher, cache, sim, market } = warmed;
+    let routes = market.routes.len();
     let (in_tx, in_rx) = crossbeam_channel::bounded::<Input>(4_096);
     let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded::<FeederCmd>();
     let feeder = feeder::spawn(
         refresher,
         tokio::runtime::Handle::current(),
-        ev_rx.heads,
+        events.heads,
         cmd_rx,
         in_tx.clone(),
         chain.name.clone(),
@@ -252,7 +392,6 @@ pub async fn run_chain(o: RunOptions) -> Result<RunHandle, RunError> {
         None
     };
     let stats = Arc::new(EngineStats::default());
-    let _ = stats.ingest.set(ingest.counters().clone());
     let params = EngineParams {
         chain: chain.clone(),
         strategies: o.strategies,
@@ -260,9 +399,9 @@ pub async fn run_chain(o: RunOptions) -> Result<RunHandle, RunError> {
         mode,
         halt: Halt::load(&o.engine.halt_file),
         executor,
-        operator,
-        signer: key.map(TxSigner::new),
-        start_nonce,
+        operator: o.operator,
+        signer: o.signer.map(TxSigner::new),
+        start_nonce: o.start_nonce,
         spec: o.spec,
         prove_top: o.prove_top,
         ledger: o.ledger,
@@ -277,7 +416,7 @@ pub async fn run_chain(o: RunOptions) -> Result<RunHandle, RunError> {
         exec.as_ref().map(|_| exec_tx),
         stats.clone(),
     )?;
-    let pending_rx = ev_rx.pending;
+    let pending_rx = events.pending;
     let engine = std::thread::Builder::new()
         .name(format!("engine-{}", chain.name))
         .spawn(move || engine.run(&in_rx, &pending_rx))?;
@@ -289,7 +428,7 @@ pub async fn run_chain(o: RunOptions) -> Result<RunHandle, RunError> {
         control: in_tx,
         engine: Some(engine),
         feeder: Some(feeder),
-        ingest: Some(ingest),
+        ingest: None,
         exec,
     })
 }
@@ -297,7 +436,7 @@ pub async fn run_chain(o: RunOptions) -> Result<RunHandle, RunError> {
 /// Reads everything the market needs into the cache: the venues' views (discovered by running
 /// them), the tokens' balance layouts, and every route's executor call at a nominal size.
 #[allow(clippy::too_many_arguments)]
-pub(crate) async fn warm_market<S: crate::state::StateSource>(
+pub(crate) async fn warm_market<S: StateSource>(
     refresher: &mut Refresher<S>,
     cache: &mut ForkCache,
     sim: &mut Simulator,

@@ -1,0 +1,657 @@
+//! `cantilever bench`: a cassette replayed through the real engine, timed per stage.
+//!
+//! ```text
+//!  Cassette ─▶ CassetteSource ─▶ warm_up ─▶ Warmed ─┐
+//!     │                                             ▼
+//!     └─▶ lockstep driver ─▶ ingest::channels ─▶ engine::start (feeder + engine thread, shadow)
+//!              ▲ waits for EngineStats::handled        │ StageHistograms
+//!              └───────────────────────────────────────┴──▶ BenchReport (text, JSON, HTML)
+//! ```
+//!
+//! The engine runs in shadow mode with a throwaway key generated in-process: every approved
+//! candidate is proven and signed, nothing is sent (no exec task exists). Events go in at full
+//! speed but in lockstep: the next one is sent as soon as the engine has handled the previous
+//! one, so each latency is the pipeline's, never time spent queued behind earlier events (and the
+//! feeder does not coalesce a burst of heads into one, as it rightly does live).
+//!
+//! Head decode (`decode` of a head) is the only stage the engine does not time itself (live it is
+//! the ingest task's JSON parsing): the driver times parsing each head's `newHeads` notification
+//! frame, rebuilt from the recorded head, and stamps the head as received before that parse, so a
+//! head's end-to-end latency runs from the frame to the signed transaction.
+//!
+//! `--pools N` adds N synthetic PMM pools: copies of a real pool's configuration at fresh
+//! addresses whose code and storage the state source answers from the real pool's recorded
+//! answers ([`SynthSource`]), so the engine warms, refreshes, screens and proves them as real ones.
+
+mod html;
+pub mod record;
+mod synth;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, atomic::Ordering},
+    time::{Duration, Instant},
+};
+
+use alloy::{primitives::Address, signers::local::PrivateKeySigner};
+use revm::primitives::hardfork::SpecId;
+use serde::Serialize;
+
+use crate::{
+    cassette::{Cassette, CassetteError},
+    config::{ChainConfig, Config, EngineConfig, RiskConfig, StrategiesConfig},
+    engine::{RunError, StartOptions, start, warm_up},
+    ingest::{self, Event, Head, IngestCounters},
+    telemetry::{EventKind, Percentiles, SharedHistograms, Stage, StageHistograms},
+};
+
+pub use html::render_html;
+pub use synth::{SynthSource, add_synthetic_pools};
+
+/// Candidates proven per event (as `cantilever run`).
+pub const PROVE_TOP: usize = 4;
+/// The stages a bench reports, in pipeline order (submission is stopped after signing).
+pub const STAGES: [Stage; 8] = [
+    Stage::Decode,
+    Stage::StateApply,
+    Stage::Screen,
+    Stage::Size,
+    Stage::Sim,
+    Stage::Risk,
+    Stage::Sign,
+    Stage::EndToEnd,
+];
+/// The pool counts `--sweep` runs.
+pub const SWEEP: [usize; 3] = [100, 1_000, 10_000];
+/// How long the driver waits for the engine to handle one event before moving on.
+const SETTLE: Duration = Duration::from_secs(5);
+
+/// Where the bench takes the chain's configuration from.
+#[derive(Clone, Debug)]
+pub enum ConfigFile {
+    /// A TOML configuration (URLs are not used; unset `${VAR}`s are allowed).
+    Toml(PathBuf),
+    /// A devnet manifest (`cantilever devnet --out FILE`), made into the devnet configuration.
+    Manifest(PathBuf),
+}
+
+/// What to bench.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// The cassette.
+    pub events: PathBuf,
+    /// The configuration the cassette was recorded with.
+    pub config: ConfigFile,
+    /// The chain's name in the configuration (default: the one with the cassette's chain id).
+    pub chain: Option<String>,
+    /// Synthetic pools to add (0: none).
+    pub pools: usize,
+}
+
+/// Why a bench could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The cassette could not be read.
+    #[error(transparent)]
+    Cassette(#[from] CassetteError),
+    /// The configuration could not be read.
+    #[error("configuration {file}: {detail}")]
+    Config {
+        /// The file.
+        file: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The engine could not start on the cassette's state.
+    #[error("engine: {0}")]
+    Engine(#[from] RunError),
+    /// Synthetic pools could not be made.
+    #[error("synthetic pools: {0}")]
+    Synth(String),
+    /// The replay failed.
+    #[error("replay: {0}")]
+    Replay(String),
+}
+
+/// One stage's latencies, nanoseconds.
+#[derive(Clone, Debug, Serialize)]
+pub struct StageReport {
+    /// Stage label (`decode`, ..., `end_to_end`).
+    pub stage: &'static str,
+    /// Percentiles, max and count.
+    #[serde(flatten)]
+    pub latency: Percentiles,
+    /// Mean.
+    pub mean_ns: f64,
+}
+
+/// Every stage of one event kind.
+#[derive(Clone, Debug, Serialize)]
+pub struct KindReport {
+    /// `head` or `pending`.
+    pub kind: &'static str,
+    /// Events of this kind replayed.
+    pub events: u64,
+    /// Stages in pipeline order.
+    pub stages: Vec<StageReport>,
+}
+
+impl KindReport {
+    /// The report of `stage`.
+    pub fn stage(&self, stage: Stage) -> Option<&StageReport> {
+        self.stages.iter().find(|s| s.stage == stage.as_str())
+    }
+}
+
+/// Engine counters at the end of the replay.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct EngineCounts {
+    /// Heads processed.
+    pub heads: u64,
+    /// Pending transactions seen.
+    pub pending: u64,
+    /// Candidates simulated.
+    pub simulated: u64,
+    /// Candidates approved (signed).
+    pub approved: u64,
+    /// Candidates refused.
+    pub refused: u64,
+    /// Candidates skipped for cold state.
+    pub cold_skips: u64,
+}
+
+/// What one bench run measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    /// The cassette.
+    pub cassette: String,
+    /// The chain.
+    pub chain: String,
+    /// Venues in the market (synthetic ones included).
+    pub venues: usize,
+    /// Synthetic pools added.
+    pub synthetic_pools: usize,
+    /// Candidate routes.
+    pub routes: usize,
+    /// Events replayed (heads, pending transactions, markers).
+    pub events: u64,
+    /// Wall time of the replay, seconds.
+    pub elapsed_s: f64,
+    /// Events per second through the engine (closed loop: one at a time).
+    pub events_per_s: f64,
+    /// Resident set size after the replay, bytes (0 where /proc is absent).
+    pub rss_bytes: u64,
+    /// Peak resident set size of the process, bytes.
+    pub peak_rss_bytes: u64,
+    /// Events the engine did not finish within 5 s (0 on a healthy run).
+    pub unsettled: u64,
+    /// Engine counters.
+    pub counts: EngineCounts,
+    /// Head events.
+    pub head: KindReport,
+    /// Pending-transaction events.
+    pub pending: KindReport,
+    /// Build profile (`debug` or `release`).
+    pub profile: &'static str,
+}
+
+impl BenchReport {
+    /// The report of one kind.
+    pub const fn kind(&self, kind: EventKind) -> &KindReport {
+        match kind {
+            EventKind::Head => &self.head,
+            EventKind::Pending => &self.pending,
+        }
+    }
+}
+
+fn us(ns: u64) -> String {
+    format!("{:.1}", ns as f64 / 1_000.0)
+}
+
+impl std::fmt::Display for BenchReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "bench {} ({} profile): chain {}, {} venues ({} synthetic), {} routes",
+            self.cassette, self.profile, self.chain, self.venues, self.synthetic_pools, self.routes
+        )?;
+        writeln!(
+            f,
+            "{} events in {:.3} s: {:.0} events/s; RSS {:.1} MB (peak {:.1} MB); {} unsettled",
+            self.events,
+            self.elapsed_s,
+            self.events_per_s,
+            self.rss_bytes as f64 / 1e6,
+            self.peak_rss_bytes as f64 / 1e6,
+            self.unsettled
+        )?;
+        let c = &self.counts;
+        writeln!(
+            f,
+            "engine: {} heads, {} pending, {} simulated, {} signed, {} refused, {} cold skips",
+            c.heads, c.pending, c.simulated, c.approved, c.refused, c.cold_skips
+        )?;
+        for k in [&self.head, &self.pending] {
+            writeln!(f, "\n{} events: {}   (µs)", k.kind, k.events)?;
+            writeln!(
+                f,
+                "{:<12} {:>8} {:>10} {:>10} {:>10} {:>10} {:>10}",
+                "stage", "count", "p50", "p90", "p99", "p99.9", "max"
+            )?;
+            for s in &k.stages {
+                let l = &s.latency;
+                writeln!(
+                    f,
+                    "{:<12} {:>8} {:>10} {:>10} {:>10} {:>10} {:>10}",
+                    s.stage,
+                    l.count,
+                    us(l.p50),
+                    us(l.p90),
+                    us(l.p99),
+                    us(l.p999),
+                    us(l.max)
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How p99 and memory grow with the pool count (`--sweep`).
+#[derive(Clone, Debug, Serialize)]
+pub struct SweepReport {
+    /// One bench per pool count.
+    pub runs: Vec<BenchReport>,
+}
+
+impl std::fmt::Display for SweepReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{:>8} {:>8} {:>14} {:>14} {:>17} {:>12}",
+            "pools", "routes", "head e2e p99", "pending p99", "head p99 vs first", "RSS MB"
+        )?;
+        let first = self.runs.first().map(|r| e2e_p99(&r.head)).unwrap_or(0);
+        for r in &self.runs {
+            let p = e2e_p99(&r.head);
+            let ratio = if first == 0 { 0.0 } else { p as f64 / first as f64 };
+            writeln!(
+                f,
+                "{:>8} {:>8} {:>12}µs {:>12}µs {:>16.2}× {:>12.1}",
+                r.synthetic_pools,
+                r.routes,
+                us(p),
+                us(e2e_p99(&r.pending)),
+                ratio,
+                r.rss_bytes as f64 / 1e6
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn e2e_p99(k: &KindReport) -> u64 {
+    k.stage(Stage::EndToEnd).map_or(0, |s| s.latency.p99)
+}
+
+/// The chain, strategies and desk limits of `file`.
+///
+/// # Errors
+/// [`BenchError::Config`] naming the file and the problem.
+pub fn load_chain(
+    file: &ConfigFile,
+    name: Option<&str>,
+    chain_id: u64,
+) -> Result<(ChainConfig, StrategiesConfig, RiskConfig, Option<Address>), BenchError> {
+    let (path, cfg, operator) = match file {
+        ConfigFile::Toml(p) => {
+            // URLs are never used: an unset variable is filled with a placeholder.
+            let env = |v: &str| std::env::var(v).ok().or_else(|| Some("http://127.0.0.1:9".into()));
+            let cfg = Config::load_with_env(p, &env);
+            (p, cfg.map_err(|e| e.to_string()), None)
+        }
+        ConfigFile::Manifest(p) => {
+            let read = std::fs::read_to_string(p).map_err(|e| e.to_string());
+            let m = read.and_then(|s| {
+                serde_json::from_str::<crate::devnet::DevnetManifest>(&s).map_err(|e| e.to_string())
+            });
+            let operator =
+                m.as_ref().ok().and_then(|m| m.chain(chain_id)).map(|c| c.accounts.operator);
+            let cfg = m.and_then(|m| crate::devnet::devnet_config(&m).map_err(|e| e.to_string()));
+            (p, cfg, operator)
+        }
+    };
+    let err = |detail: String| BenchError::Config { file: path.display().to_string(), detail };
+    let cfg = cfg.map_err(err)?;
+    let chain = match name {
+        Some(n) => cfg.chain(n).cloned().ok_or_else(|| err(format!("no chain named `{n}`")))?,
+        None => cfg
+            .chains
+            .iter()
+            .find(|c| c.chain_id == chain_id)
+            .cloned()
+            .ok_or_else(|| err(format!("no chain with id {chain_id} (the cassette's)")))?,
+    };
+    Ok((chain, cfg.strategies, cfg.risk, operator))
+}
+
+/// The strategies a bench and an engine recording run: as configured, with backrun on and
+/// allowed without a relay, so every pending victim is evaluated.
+pub fn bench_strategies(mut s: StrategiesConfig) -> StrategiesConfig {
+    s.backrun.enabled = true;
+    s.backrun.bundle_only = false;
+    s
+}
+
+/// The operator a cassette was recorded for (`operator=0x…` in its note).
+pub fn operator_of(note: &str) -> Option<Address> {
+    note.split_whitespace().find_map(|w| w.strip_prefix("operator=")?.parse().ok())
+}
+
+/// An engine configuration in shadow mode whose halt file does not exist.
+fn shadow_engine() -> EngineConfig {
+    let dir = std::env::temp_dir();
+    EngineConfig {
+        ledger_path: dir.join("cantilever-bench-unused.db"),
+        halt_file: dir.join(format!("cantilever-bench-{}.halt", uuid::Uuid::new_v4())),
+        dry_run: true,
+        shadow: true,
+    }
+}
+
+/// A `newHeads` notification frame carrying `h`, as a node sends it.
+fn head_frame(h: &Head) -> Result<String, BenchError> {
+    let header = alloy::rpc::types::Header {
+        hash: h.hash,
+        inner: alloy::consensus::Header {
+            parent_hash: h.parent_hash,
+            number: h.number,
+            timestamp: h.timestamp,
+            base_fee_per_gas: h.base_fee,
+            gas_limit: h.gas_limit,
+            ..Default::default()
+        },
+        total_difficulty: None,
+        size: None,
+    };
+    let result = serde_json::to_value(&header).map_err(|e| BenchError::Replay(e.to_string()))?;
+    let frame = serde_json::json!({
+        "jsonrpc": "2.0",
+        "method": "eth_subscription",
+        "params": { "subscription": "0x1", "result": result },
+    });
+    Ok(frame.to_string())
+}
+
+#[derive(serde::Deserialize)]
+struct Frame {
+    params: FrameParams,
+}
+
+#[derive(serde::Deserialize)]
+struct FrameParams {
+    result: alloy::rpc::types::Header,
+}
+
+/// The resident and peak resident set sizes of this process, bytes (zeros without /proc).
+pub fn rss() -> (u64, u64) {
+    let Ok(s) = std::fs::read_to_string("/proc/self/status") else { return (0, 0) };
+    let kb = |key: &str| {
+        s.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .map_or(0, |k| k * 1024)
+    };
+    (kb("VmRSS:"), kb("VmHWM:"))
+}
+
+/// Replays a cassette through the engine and reports per-stage latencies. Call inside a
+/// multi-thread tokio runtime.
+///
+/// # Errors
+/// [`BenchError`] naming what could not be read or started.
+pub async fn run_bench(o: &BenchOptions) -> Result<BenchReport, BenchError> {
+    let cassette = Cassette::load(&o.events)?;
+    run_cassette(&cassette, o).await
+}
+
+/// Runs a bench at every pool count of [`SWEEP`].
+///
+/// # Errors
+/// As [`run_bench`].
+pub async fn run_sweep(o: &BenchOptions) -> Result<SweepReport, BenchError> {
+    let cassette = Cassette::load(&o.events)?;
+    let mut runs = Vec::new();
+    for pools in SWEEP {
+        let o = BenchOptions { pools, ..o.clone() };
+        runs.push(run_cassette(&cassette, &o).await?);
+    }
+    Ok(SweepReport { runs })
+}
+
+/// [`run_bench`] on a loaded cassette.
+///
+/// # Errors
+/// As [`run_bench`].
+pub async fn run_cassette(
+    cassette: &Cassette,
+    o: &BenchOptions,
+) -> Result<BenchReport, BenchError> {
+    let meta = &cassette.meta;
+    let (mut chain, strategies, risk, manifest_operator) =
+        load_chain(&o.config, o.chain.as_deref(), meta.chain_id)?;
+    let strategies = bench_strategies(strategies);
+    let operator = operator_of(&meta.note).or(manifest_operator).unwrap_or(Address::ZERO);
+    let source = cassette.source();
+    let synth = add_synthetic_pools(&mut chain, o.pools).map_err(BenchError::Synth)?;
+    let history = cassette
+        .answers
+        .iter()
+        .filter_map(|a| match a {
+            crate::cassette::StateAnswer::Latest(i) | crate::cassette::StateAnswer::Block(i) => {
+                Some((i.block.number, i.block.hash))
+            }
+            _ => None,
+        })
+        .collect::<std::collections::BTreeMap<_, _>>()
+        .into_values()
+        .collect();
+    let source = SynthSource::new(source, synth, history);
+    let warmed = warm_up(source, &chain, &strategies, SpecId::PRAGUE, operator).await?;
+    let warm_head = warmed.head()?;
+    let venues = warmed.market.venues.len();
+    let (tx, rx) = ingest::channels(1_024, 8_192);
+    let probe = (rx.heads.clone(), rx.pending.clone());
+    let shared = SharedHistograms::new();
+    let start_nonce = warmed.cache.account(&operator).map_or(0, |a| a.nonce);
+    let opts = StartOptions {
+        chain: chain.clone(),
+        strategies,
+        risk,
+        engine: shadow_engine(),
+        operator,
+        // A throwaway key: shadow mode signs, nothing is ever sent.
+        signer: Some(PrivateKeySigner::random()),
+        identity: None,
+        start_nonce,
+        ledger: None,
+        histograms: Some(shared.clone()),
+        spec: SpecId::PRAGUE,
+        prove_top: PROVE_TOP,
+    };
+    let run = start(warmed, rx, opts)?;
+    let counters = Arc::new(IngestCounters::default());
+    let _ = run.stats.ingest.set(counters.clone());
+    let routes = run.routes;
+
+    // Frames are built before the clock starts; only their parsing is timed.
+    let mut frames = Vec::with_capacity(cassette.events.len());
+    for t in &cassette.events {
+        frames.push(match &t.event {
+            Event::Head(h) => Some(head_frame(h)?),
+            _ => None,
+        });
+    }
+    let mut decode = StageHistograms::new().map_err(|e| BenchError::Replay(e.to_string()))?;
+    let rt = tokio::runtime::Handle::current();
+    let events = cassette.events.clone();
+    let lock = Lockstep::new(&run, probe.0, probe.1);
+    let chain_id = meta.chain_id;
+    let drive = tokio::task::spawn_blocking(
+        move || -> Result<(u64, u64, Duration, StageHistograms), BenchError> {
+            let mut sent = 0u64;
+            let mut unsettled = 0u64;
+            let began = Instant::now();
+            for (t, frame) in events.iter().zip(frames) {
+                let before = lock.handled();
+                match (&t.event, frame) {
+                    (Event::Head(h), Some(frame)) => {
+                        if h.number <= warm_head.number {
+                            continue;
+                        }
+                        let t0 = Instant::now();
+                        let f: Frame = serde_json::from_str(&frame)
+                            .map_err(|e| BenchError::Replay(format!("head frame: {e}")))?;
+                        let head = Head::from_rpc(chain_id, &f.params.result, t0);
+                        decode.record_since(EventKind::Head, Stage::Decode, t0);
+                        rt.block_on(tx.send_head(Event::Head(head), &counters))
+                            .map_err(|e| BenchError::Replay(e.to_string()))?;
+                    }
+                    (Event::Pending(p), _) => {
+                        let mut p = (**p).clone();
+                        p.received_at = Instant::now();
+                        tx.send_pending(p, &counters)
+                            .map_err(|e| BenchError::Replay(e.to_string()))?;
+                    }
+                    (other, _) => {
+                        // Markers (reorgs, connection changes) go through as they came, unwaited.
+                        rt.block_on(tx.send_head(other.clone(), &counters))
+                            .map_err(|e| BenchError::Replay(e.to_string()))?;
+                        sent += 1;
+                        continue;
+                    }
+                }
+                sent += 1;
+                if !lock.settle(before) {
+                    unsettled += 1;
+                }
+            }
+            let elapsed = began.elapsed();
+            drop(tx);
+            Ok((sent, unsettled, elapsed, decode))
+        },
+    );
+    let driven = drive.await.map_err(|e| BenchError::Replay(e.to_string()));
+    let stats = run.stats.clone();
+    run.stop(Duration::from_secs(2)).await;
+    let (sent, unsettled, elapsed, decode) = driven??;
+    let (rss_bytes, peak_rss_bytes) = rss();
+    let mut hist = shared
+        .with_latest(|h| h.cloned())
+        .ok_or_else(|| BenchError::Replay("the engine published no histograms".into()))?;
+    hist.merge(&decode).map_err(|e| BenchError::Replay(e.to_string()))?;
+    let count = |k: EventKind| {
+        cassette
+            .events
+            .iter()
+            .filter(|t| match (&t.event, k) {
+                (Event::Head(h), EventKind::Head) => h.number > warm_head.number,
+                (Event::Pending(_), EventKind::Pending) => true,
+                _ => false,
+            })
+            .count() as u64
+    };
+    let kind = |k: EventKind| KindReport {
+        kind: k.as_str(),
+        events: count(k),
+        stages: STAGES
+            .iter()
+            .map(|s| StageReport {
+                stage: s.as_str(),
+                latency: hist.percentiles(k, *s),
+                mean_ns: hist.mean(k, *s),
+            })
+            .collect(),
+    };
+    let read = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let secs = elapsed.as_secs_f64();
+    Ok(BenchReport {
+        cassette: o.events.display().to_string(),
+        chain: chain.name.clone(),
+        venues,
+        synthetic_pools: o.pools,
+        routes,
+        events: sent,
+        elapsed_s: secs,
+        events_per_s: if secs > 0.0 { sent as f64 / secs } else { 0.0 },
+        rss_bytes,
+        peak_rss_bytes,
+        unsettled,
+        counts: EngineCounts {
+            heads: read(&stats.heads),
+            pending: read(&stats.pending),
+            simulated: read(&stats.simulated),
+            approved: read(&stats.approved),
+            refused: read(&stats.refused),
+            cold_skips: read(&stats.cold_skips),
+        },
+        head: kind(EventKind::Head),
+        pending: kind(EventKind::Pending),
+        profile: if cfg!(debug_assertions) { "debug" } else { "release" },
+    })
+}
+
+/// Paces a feed on the engine: after sending an event, wait until the engine has handled it and
+/// nothing is queued for it, so no event waits behind another and the feeder reads every head.
+pub(crate) struct Lockstep<Q> {
+    stats: Arc<crate::engine::EngineStats>,
+    heads: crossbeam_channel::Receiver<Event>,
+    pending: crossbeam_channel::Receiver<Event>,
+    queued: Q,
+}
+
+impl Lockstep<()> {
+    /// A lockstep on `run`, whose event receivers `heads` and `pending` are clones of.
+    pub(crate) fn new(
+        run: &crate::engine::RunHandle,
+        heads: crossbeam_channel::Receiver<Event>,
+        pending: crossbeam_channel::Receiver<Event>,
+    ) -> Lockstep<impl Fn() -> usize + Send + 'static> {
+        Lockstep { stats: run.stats.clone(), heads, pending, queued: run.queue_probe() }
+    }
+}
+
+impl<Q: Fn() -> usize> Lockstep<Q> {
+    /// Inputs handled so far (read before sending).
+    pub(crate) fn handled(&self) -> u64 {
+        self.stats.handled.load(Ordering::Acquire)
+    }
+
+    /// Waits (polling every 20 µs, at most [`SETTLE`]) until an input beyond `before` was handled
+    /// and nothing is queued; false on timeout.
+    pub(crate) fn settle(&self, before: u64) -> bool {
+        let done = || {
+            self.handled() > before
+                && self.heads.is_empty()
+                && self.pending.is_empty()
+                && (self.queued)() == 0
+        };
+        let start = Instant::now();
+        while start.elapsed() < SETTLE {
+            if done() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_micros(20));
+        }
+        done()
+    }
+}
+
+/// Writes `text` to `path`, naming the file on failure.
+///
+/// # Errors
+/// The I/O error with the file's name.
+pub fn write_file(path: &Path, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))
+}

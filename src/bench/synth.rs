@@ -1,0 +1,136 @@
+//! Synthetic pools for scaling runs: copies of a real PMM pool at fresh addresses.
+
+use std::{collections::HashMap, sync::Arc};
+
+use alloy::primitives::{Address, B256, U256, keccak256};
+
+use crate::{
+    config::{ChainConfig, VenueKind},
+    state::{AccountRead, BlockInfo, ReadRequest, ReadSet, SourceError, StateSource},
+};
+
+/// The bench's state source over a recording: answers for synthetic pools from their
+/// original's answers, and carries recorded values forward.
+///
+/// Reads of a synthetic address are asked of its original and renamed back. A read the inner
+/// source cannot answer whole is answered key by key: a key not recorded at the block asked is
+/// taken from the latest earlier block of `history` that recorded it (a value the recording
+/// engine did not re-read had not changed for it), and a key never recorded (a token's balance
+/// slot of a synthetic pool, say) reads as zero.
+#[derive(Clone, Debug)]
+pub struct SynthSource<S> {
+    inner: S,
+    map: Arc<HashMap<Address, Address>>,
+    history: Arc<Vec<B256>>,
+}
+
+impl<S: StateSource> SynthSource<S> {
+    /// `map`: synthetic address → the real pool it copies; `history`: the recording's block
+    /// hashes, oldest first.
+    pub fn new(inner: S, map: HashMap<Address, Address>, history: Vec<B256>) -> Self {
+        Self { inner, map: Arc::new(map), history: Arc::new(history) }
+    }
+
+    /// `at`, then the blocks recorded before it, newest first.
+    fn blocks_back(&self, at: B256) -> Vec<B256> {
+        let before = self.history.iter().position(|h| *h == at).unwrap_or(0);
+        std::iter::once(at).chain(self.history[..before].iter().rev().copied()).collect()
+    }
+
+    fn real(&self, a: Address) -> Address {
+        self.map.get(&a).copied().unwrap_or(a)
+    }
+
+    async fn read_one(&self, blocks: &[B256], one: &ReadRequest) -> Option<ReadSet> {
+        for b in blocks {
+            if let Ok(s) = self.inner.read(*b, one).await {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    async fn read_each(&self, at: B256, req: &ReadRequest) -> ReadSet {
+        let blocks = self.blocks_back(at);
+        let mut out = ReadSet::default();
+        for (address, with_code) in &req.accounts {
+            let one = ReadRequest { accounts: vec![(*address, *with_code)], slots: vec![] };
+            let got =
+                self.read_one(&blocks, &one).await.and_then(|s| s.accounts.into_iter().next());
+            out.accounts.push(got.unwrap_or(AccountRead {
+                address: *address,
+                balance: U256::ZERO,
+                nonce: 0,
+                code: with_code.then(Default::default),
+            }));
+        }
+        for (address, slot) in &req.slots {
+            let one = ReadRequest { accounts: vec![], slots: vec![(*address, *slot)] };
+            let got = self.read_one(&blocks, &one).await.and_then(|s| s.slots.into_iter().next());
+            out.slots.push(got.unwrap_or((*address, *slot, U256::ZERO)));
+        }
+        out
+    }
+}
+
+impl<S: StateSource> StateSource for SynthSource<S> {
+    async fn block(&self, hash: B256) -> Result<BlockInfo, SourceError> {
+        self.inner.block(hash).await
+    }
+
+    async fn latest(&self) -> Result<BlockInfo, SourceError> {
+        self.inner.latest().await
+    }
+
+    async fn read(&self, at: B256, req: &ReadRequest) -> Result<ReadSet, SourceError> {
+        let mapped = ReadRequest {
+            accounts: req.accounts.iter().map(|(a, c)| (self.real(*a), *c)).collect(),
+            slots: req.slots.iter().map(|(a, s)| (self.real(*a), *s)).collect(),
+        };
+        let mut set = match self.inner.read(at, &mapped).await {
+            Ok(s) if s.accounts.len() == req.accounts.len() && s.slots.len() == req.slots.len() => {
+                s
+            }
+            _ => self.read_each(at, &mapped).await,
+        };
+        // Answers are in request order: give each its asked address back.
+        for (got, (asked, _)) in set.accounts.iter_mut().zip(&req.accounts) {
+            got.address = *asked;
+        }
+        for (got, (asked, _)) in set.slots.iter_mut().zip(&req.slots) {
+            got.0 = *asked;
+        }
+        Ok(set)
+    }
+}
+
+/// Adds `n` synthetic copies of `chain`'s first PMM pool to its venues (named `<pool>#<i>`, at
+/// addresses derived from `i`); returns synthetic address → original, for [`SynthSource::new`].
+///
+/// # Errors
+/// A message when `n > 0` and the chain has no PMM pool to copy.
+pub fn add_synthetic_pools(
+    chain: &mut ChainConfig,
+    n: usize,
+) -> Result<HashMap<Address, Address>, String> {
+    let mut map = HashMap::new();
+    if n == 0 {
+        return Ok(map);
+    }
+    let original = chain
+        .venues
+        .iter()
+        .find(|v| v.kind == VenueKind::DodoDsp)
+        .cloned()
+        .ok_or_else(|| format!("chain `{}` has no PMM pool to copy", chain.name))?;
+    for i in 0..n {
+        let seed = keccak256(format!("cantilever synthetic pool {i}").as_bytes());
+        let address = Address::from_slice(&seed[12..]);
+        let mut v = original.clone();
+        v.name = format!("{}#{i}", original.name);
+        v.address = address;
+        map.insert(address, original.address);
+        chain.venues.push(v);
+    }
+    Ok(map)
+}
