@@ -367,7 +367,13 @@ pub async fn deploy_chain(
         );
         transfer(pool.base.clone(), address, raw(&pool.base, &pool.base_liquidity)?).await?;
         transfer(pool.quote.clone(), address, raw(&pool.quote, &pool.quote_liquidity)?).await?;
-        send!(p, PmmPool::new(address, p).buyShares(deployer), format!("{what}: buyShares"));
+        // Explicit gas: the TWAP accumulator's writes depend on the mined block's timestamp, which
+        // a node's estimate (made at the latest block's timestamp) can undercount.
+        send!(
+            p,
+            PmmPool::new(address, p).buyShares(deployer).gas(1_500_000),
+            format!("{what}: buyShares")
+        );
         m.pmm_pools.push(PmmPoolInfo {
             name: pool.name.clone(),
             address,
@@ -397,7 +403,12 @@ pub async fn deploy_chain(
                 .map_err(|e| DevnetError::Deploy(format!("{what}: getPair: {e}")))?;
             transfer(pair.token_a.clone(), address, raw(&pair.token_a, &pair.amount_a)?).await?;
             transfer(pair.token_b.clone(), address, raw(&pair.token_b, &pair.amount_b)?).await?;
-            send!(p, UniV2Pair::new(address, p).mint(deployer), format!("{what}: mint"));
+            // Explicit gas for the same reason (the price accumulators' first write).
+            send!(
+                p,
+                UniV2Pair::new(address, p).mint(deployer).gas(1_000_000),
+                format!("{what}: mint")
+            );
             let (t0, t1) = if a < b {
                 (pair.token_a.clone(), pair.token_b.clone())
             } else {
