@@ -532,7 +532,10 @@ impl Engine {
             for &i in which {
                 match self.market.decode(&mut bs, i, operator) {
                     Ok(pool) => decoded.push((i, pool)),
-                    Err(market::DecodeError::Sim(SimError::Cold(keys))) => missing.extend(keys),
+                    Err(market::DecodeError::Sim(SimError::Cold(keys))) => {
+                        debug!(venue = %self.market.venues[i].name, ?keys, "venue state cold");
+                        missing.extend(keys);
+                    }
                     Err(e) => {
                         debug!(venue = %self.market.venues[i].name, error = %e, "venue not decodable")
                     }
@@ -616,6 +619,13 @@ impl Engine {
         let ts = Instant::now();
         let picks = self.size_routes(&routes, next, &self.market.pools.clone());
         self.standing = picks.iter().map(|p| p.route).collect();
+        debug!(
+            block = head.number,
+            changed = changed.len(),
+            routes = routes.len(),
+            picks = picks.len(),
+            "screened"
+        );
         self.hist.record(EventKind::Head, Stage::Size, ts.elapsed().as_nanos() as u64);
         // Stabilizer trades compete with the arbitrage on the same pools: best profit first,
         // and a pool already traded in this block is not traded again (see prove_inner).
