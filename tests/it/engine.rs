@@ -114,6 +114,27 @@ pub fn records(ledger: &LedgerHandle, db: &std::path::Path) -> Vec<Record> {
     ledger::read_records(db, ledger.run_id()).expect("read")
 }
 
+/// The first record `f` picks (the test fails with the ledger printed when none does).
+pub fn first<T>(recs: &[Record], f: impl Fn(&Record) -> Option<T>) -> T {
+    recs.iter().find_map(f).unwrap_or_else(|| panic!("no such record in the ledger: {recs:#?}"))
+}
+
+/// The submission with this id and the opportunity it executed.
+pub fn submission_and_opportunity(
+    recs: &[Record],
+    submission: u64,
+) -> (ledger::Submission, ledger::Opportunity) {
+    let sub = first(recs, |r| match r {
+        Record::Submission(s) if s.id == submission => Some(s.clone()),
+        _ => None,
+    });
+    let opp = first(recs, |r| match r {
+        Record::Opportunity(o) if o.id == sub.opportunity_id => Some(o.clone()),
+        _ => None,
+    });
+    (sub, opp)
+}
+
 pub fn e6(n: u64) -> U256 {
     U256::from(n) * U256::from(1_000_000u64)
 }
@@ -139,46 +160,22 @@ async fn a_depeg_is_closed_by_an_atomic_flash_route_within_two_blocks() {
     });
     let recs = records(&ledger, &bot.db());
     assert!(landed, "an inclusion was recorded: {recs:#?}");
-    let inc = recs
-        .iter()
-        .find_map(|r| match r {
-            Record::Inclusion(i) if i.status == ledger::InclusionStatus::Included => {
-                Some(i.clone())
-            }
-            _ => None,
-        })
-        .expect("inclusion");
+    let inc = first(&recs, |r| match r {
+        Record::Inclusion(i) if i.status == ledger::InclusionStatus::Included => Some(i.clone()),
+        _ => None,
+    });
     assert!(inc.block <= dumped + 2, "landed in block {} after the dump in {dumped}", inc.block);
-    let sub = recs
-        .iter()
-        .find_map(|r| match r {
-            Record::Submission(s) if s.id == inc.submission_id => Some(s.clone()),
-            _ => None,
-        })
-        .expect("submission");
-    let opp = recs
-        .iter()
-        .find_map(|r| match r {
-            Record::Opportunity(o) if o.id == sub.opportunity_id => Some(o.clone()),
-            _ => None,
-        })
-        .expect("opportunity");
+    let (_sub, opp) = submission_and_opportunity(&recs, inc.submission_id);
     assert_eq!(opp.strategy, "depeg");
     assert!(opp.route.contains("vault"), "route through the vault: {}", opp.route);
-    let sim = recs
-        .iter()
-        .find_map(|r| match r {
-            Record::Simulation(s) if s.opportunity_id == opp.id => Some(s.clone()),
-            _ => None,
-        })
-        .expect("simulation");
-    let decision = recs
-        .iter()
-        .find_map(|r| match r {
-            Record::Decision(d) if d.opportunity_id == opp.id => Some(d.clone()),
-            _ => None,
-        })
-        .expect("decision");
+    let sim = first(&recs, |r| match r {
+        Record::Simulation(s) if s.opportunity_id == opp.id => Some(s.clone()),
+        _ => None,
+    });
+    let decision = first(&recs, |r| match r {
+        Record::Decision(d) if d.opportunity_id == opp.id => Some(d.clone()),
+        _ => None,
+    });
     assert!(decision.approved);
     let realised = inc.realised_pnl_usd.expect("pnl usd");
     let simulated = sim.profit_usd.expect("sim usd");
@@ -328,29 +325,13 @@ async fn backrun_case(relay: bool) {
     });
     assert!(landed, "the backrun's inclusion was tracked");
     let recs = records(&ledger, &bot.db());
-    let inc = recs
-        .iter()
-        .find_map(|r| match r {
-            Record::Inclusion(i) => Some(i.clone()),
-            _ => None,
-        })
-        .expect("inclusion");
+    let inc = first(&recs, |r| match r {
+        Record::Inclusion(i) => Some(i.clone()),
+        _ => None,
+    });
     assert_eq!(inc.status, ledger::InclusionStatus::Included, "{recs:#?}");
     assert!(inc.realised_pnl_usd.expect("pnl") > 0.0);
-    let sub = recs
-        .iter()
-        .find_map(|r| match r {
-            Record::Submission(s) if s.id == inc.submission_id => Some(s.clone()),
-            _ => None,
-        })
-        .expect("submission");
-    let opp = recs
-        .iter()
-        .find_map(|r| match r {
-            Record::Opportunity(o) if o.id == sub.opportunity_id => Some(o.clone()),
-            _ => None,
-        })
-        .expect("opportunity");
+    let (sub, opp) = submission_and_opportunity(&recs, inc.submission_id);
     assert_eq!(opp.strategy, "backrun");
     // Order in the block: victim transfer, victim sell, then our backrun.
     let block =
@@ -628,27 +609,11 @@ async fn an_anchor_triangle_is_traded_through_xau() {
     });
     let recs = records(&ledger, &bot.db());
     assert!(landed, "a triangle landed: {recs:#?}");
-    let inc = recs
-        .iter()
-        .find_map(|r| match r {
-            Record::Inclusion(i) => Some(i.clone()),
-            _ => None,
-        })
-        .expect("inclusion");
-    let sub = recs
-        .iter()
-        .find_map(|r| match r {
-            Record::Submission(s) if s.id == inc.submission_id => Some(s.clone()),
-            _ => None,
-        })
-        .expect("submission");
-    let opp = recs
-        .iter()
-        .find_map(|r| match r {
-            Record::Opportunity(o) if o.id == sub.opportunity_id => Some(o.clone()),
-            _ => None,
-        })
-        .expect("opportunity");
+    let inc = first(&recs, |r| match r {
+        Record::Inclusion(i) => Some(i.clone()),
+        _ => None,
+    });
+    let (_sub, opp) = submission_and_opportunity(&recs, inc.submission_id);
     assert_eq!(opp.strategy, "triangle", "{}", opp.route);
     assert!(opp.route.contains("XAU/cUSDT") && opp.route.contains("XAU/cUSDC"), "{}", opp.route);
     assert!(inc.realised_pnl_usd.expect("pnl") > 0.0);
