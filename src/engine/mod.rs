@@ -31,6 +31,7 @@
 mod exec_task;
 mod feeder;
 pub mod market;
+mod position;
 mod run;
 
 use std::{
@@ -217,6 +218,8 @@ pub struct Engine {
     backrun_context: bool,
     /// Routes profitable at the last head, screened again at the next one.
     standing: Vec<usize>,
+    /// Depeg positions held while redemption is closed.
+    positions: Vec<position::HeldPosition>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -319,6 +322,7 @@ impl Engine {
             outstanding: 0,
             backrun_context: false,
             standing: Vec::new(),
+            positions: Vec::new(),
             p,
         })
     }
@@ -497,6 +501,11 @@ impl Engine {
         self.hist.record(EventKind::Head, Stage::StateApply, ts.elapsed().as_nanos() as u64);
         if self.cache.is_fresh() && !supplement {
             self.trade_head(&head, &next, &changed, t0);
+            self.manage_positions(&head, &next);
+        }
+        if supplement && self.cache.is_fresh() {
+            // State a position leg lacked may just have landed.
+            self.manage_positions(&head, &next);
         }
         if supplement && !self.deferred.is_empty() {
             for (p, tries) in std::mem::take(&mut self.deferred) {
@@ -1308,6 +1317,7 @@ impl Engine {
 
     fn on_exec(&mut self, r: ExecReport) {
         self.outstanding = self.outstanding.saturating_sub(1);
+        self.on_leg_outcome(r.opportunity, matches!(r.result, ExecResult::Included { .. }));
         let unix = now_ms() / 1000;
         let trip = match &r.result {
             ExecResult::Included { pnl_usd } => {

@@ -525,6 +525,20 @@ pub(crate) async fn warm_market<S: StateSource>(
             tracing::warn!(token = %t.symbol, "balance layout not located: routes through it are refused");
         }
     }
+    // The executor's balance of every token (its inventory, read natively when sizing).
+    let inventory: Vec<StateKey> = market
+        .tokens
+        .iter()
+        .filter_map(|t| {
+            sim.layouts()
+                .get(&t.address)
+                .map(|l| StateKey::Slot(t.address, l.balance_slot(executor)))
+        })
+        .collect();
+    refresher.watch(inventory);
+    if let Some(u) = refresher.prefetch().await.map_err(|e| err(&e))? {
+        cache.apply(&u).map_err(|e| err(&e))?;
+    }
     let anchor = strategies
         .triangle
         .enabled

@@ -250,6 +250,35 @@ pub fn route_tx(
     }
 }
 
+/// The EIP-1559 transaction calling `executeLeg(hops, deadline)` on `executor`: a one-way trade
+/// from inventory (opening or closing a held position).
+#[allow(clippy::too_many_arguments)]
+pub fn leg_tx(
+    chain_id: u64,
+    nonce: u64,
+    executor: Address,
+    hops: Vec<Executor::Hop>,
+    deadline_block: u64,
+    gas_limit: u64,
+    max_fee_per_gas: u128,
+    max_priority_fee_per_gas: u128,
+) -> TxEip1559 {
+    TxEip1559 {
+        chain_id,
+        nonce,
+        gas_limit,
+        max_fee_per_gas,
+        max_priority_fee_per_gas,
+        to: TxKind::Call(executor),
+        value: U256::ZERO,
+        access_list: Default::default(),
+        input: Bytes::from(
+            Executor::executeLegCall { hops, deadlineBlock: U256::from(deadline_block) }
+                .abi_encode(),
+        ),
+    }
+}
+
 /// Chain-wide simulation settings.
 #[derive(Clone, Debug)]
 pub struct Simulator {

@@ -816,3 +816,54 @@ async fn risk_limits_reload_at_runtime() {
     run.stop(Duration::from_secs(5)).await;
     ledger.close().expect("close");
 }
+
+/// Depeg with redemption closed: the vault is paused when cUSDT is dumped, so no atomic route
+/// exists; the bot buys cUSDT below peg from its USDT inventory and holds it (a position with its
+/// exit plan in the ledger); when the vault reopens it redeems 1:1 and closes the position with a
+/// profit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_depeg_with_redemption_closed_is_held_and_exited_at_the_vault() {
+    use alloy::providers::ext::AnvilApi;
+    let bot = devnet_bot("0.05").await;
+    let vault = bot.chain.vaults.iter().find(|v| v.official == "USDT").expect("vault").address;
+    let rv = cantilever::contracts::ReserveVault::new(vault, &bot.deployer);
+    let pending = rv.pause().send().await.expect("pause");
+    confirm(&bot.deployer, pending, "pause").await.expect("paused");
+    let (usdt, cusdt, exec) =
+        (bot.chain.tokens["USDT"].address, bot.chain.tokens["cUSDT"].address, bot.chain.executor);
+    let bal = |t: Address| {
+        let p = bot.node.clone();
+        async move { TestToken::new(t, &p).balanceOf(exec).call().await.expect("balance") }
+    };
+    let usdt_before = bal(usdt).await;
+    let ledger = bot.ledger();
+    let run = bot.start(&ledger).await;
+    bot.dump(bot.pool("cUSDT/USDT"), true, e6(200_000)).await;
+    let opened = cantilever::engine::wait_until(Duration::from_secs(30), || {
+        records(&ledger, &bot.db())
+            .iter()
+            .any(|r| matches!(r, Record::Position(p) if p.state == ledger::PositionState::Open))
+    });
+    let recs = records(&ledger, &bot.db());
+    assert!(opened, "a position was opened: {recs:#?}");
+    assert!(bal(cusdt).await > e6(50_000), "holding more cUSDT than the inventory");
+    assert!(bal(usdt).await < usdt_before, "paid in USDT");
+
+    let pending = rv.unpause().send().await.expect("unpause");
+    confirm(&bot.deployer, pending, "unpause").await.expect("unpaused");
+    bot.node.evm_mine(None).await.expect("mine");
+    let closed = cantilever::engine::wait_until(Duration::from_secs(30), || {
+        records(&ledger, &bot.db())
+            .iter()
+            .any(|r| matches!(r, Record::Position(p) if p.state == ledger::PositionState::Closed))
+    });
+    let recs = records(&ledger, &bot.db());
+    assert!(closed, "the position was closed at the vault: {recs:#?}");
+    let pos = first(&recs, |r| match r {
+        Record::Position(p) if p.state == ledger::PositionState::Closed => Some(p.clone()),
+        _ => None,
+    });
+    eprintln!("held position: {pos:?}");
+    run.stop(Duration::from_secs(5)).await;
+    ledger.close().expect("close");
+}

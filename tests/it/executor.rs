@@ -478,6 +478,14 @@ async fn stranger_is_refused_on_every_entry_point() {
 
     let admin: Vec<(&str, Bytes, &str)> = vec![
         ("execute", execute_data(&any_route), "NOT_AUTHORIZED"),
+        (
+            "executeLeg",
+            data(Executor::executeLegCall {
+                hops: any_route.hops.clone(),
+                deadlineBlock: U256::ZERO,
+            }),
+            "NOT_AUTHORIZED",
+        ),
         ("setOperator", data(Executor::setOperatorCall { newOperator: s.addr() }), "NOT_OWNER"),
         ("sweep", data(Executor::sweepCall { token: t, amount: units(1_000) }), "NOT_OWNER"),
         ("sweepNative", data(Executor::sweepNativeCall { amount: ether(1) }), "NOT_OWNER"),
