@@ -62,6 +62,9 @@
 //! - [`engine`]: the decision loop of one chain on its own thread (state apply, venue decoding,
 //!   route screening and sizing, proof, containment and desk limits, signing; depeg, triangle,
 //!   stabilizer and backrun strategies), the state feeder, the exec task, and [`engine::run_chain`].
+//! - [`xchain`]: the cross-chain coordinator above two chain engines: one inventory view with
+//!   bridge transfers in flight, spread detection and two-leg sizing net of every cost, legs proven
+//!   on both chains before either is sent, leg-failure handling, bridge rebalancing.
 
 pub mod app;
 pub mod bench;
@@ -81,3 +84,4 @@ pub mod sim;
 pub mod state;
 pub mod telemetry;
 pub mod venues;
+pub mod xchain;

@@ -64,8 +64,9 @@ pub use error::{ConfigError, ConfigErrorKind, ConfigErrors};
 pub use risk::{CapitalBuckets, RawAmount, RiskConfig, SizeRamp};
 pub use secrets::{EndpointUrl, EnvVarName, InvalidEndpoint};
 pub use strategy::{
-    BackrunConfig, CrossChainConfig, DepegConfig, InventoryTarget, PegConfig, PegReference,
-    Severity, SeverityThresholds, StabilizerConfig, StrategiesConfig, TriangleConfig, VenueRef,
+    BackrunConfig, CrossChainConfig, DepegConfig, InventoryTarget, LegFailurePolicy, PegConfig,
+    PegReference, Severity, SeverityThresholds, StabilizerConfig, StrategiesConfig, TriangleConfig,
+    VenueRef,
 };
 
 /// The documented default configuration (`config/default.toml`), embedded in the binary: two

@@ -249,6 +249,26 @@ pub struct CrossChainConfig {
     pub bridge_latency_secs: u64,
     /// The bridge venue used to rebalance; optional.
     pub bridge: Option<VenueRef>,
+    /// Margin for the time a position is open (both legs in flight, inventory to bring back),
+    /// basis points of the notional, charged like a fee in sizing. Default 5.
+    pub risk_margin_bps: u32,
+    /// What to do when one leg lands and the other does not. Default `hold`.
+    pub on_leg_failure: LegFailurePolicy,
+    /// With `unwind`: the largest loss accepted to unwind the landed leg, bps of its input.
+    /// Default 100.
+    pub unwind_max_loss_bps: u32,
+}
+
+/// What the cross-chain strategy does when one leg lands and the other does not (seed 003: one-way
+/// risk only; degrade to a safe holding state; never chase the failed leg).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LegFailurePolicy {
+    /// Keep the landed leg's inventory as an open position and stop trading the pair until it is
+    /// closed by an operator or offset by rebalancing.
+    Hold,
+    /// Trade the landed leg back on its own chain at once, within `unwind_max_loss_bps`.
+    Unwind,
 }
 
 impl Default for CrossChainConfig {
@@ -262,6 +282,9 @@ impl Default for CrossChainConfig {
             max_in_flight_usd: 100_000.0,
             bridge_latency_secs: 600,
             bridge: None,
+            risk_margin_bps: 5,
+            on_leg_failure: LegFailurePolicy::Hold,
+            unwind_max_loss_bps: 100,
         }
     }
 }

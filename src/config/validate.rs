@@ -845,6 +845,17 @@ fn strategies(v: &mut V<'_>) {
                 format!("must be from 1 to 10000 bps, found {}", x.min_spread_bps),
             );
         }
+        for (key, bps) in
+            [("risk_margin_bps", x.risk_margin_bps), ("unwind_max_loss_bps", x.unwind_max_loss_bps)]
+        {
+            if bps > 10_000 {
+                v.push(
+                    xp.key(key),
+                    Kind::InvalidValue,
+                    format!("must be at most 10000 bps, found {bps}"),
+                );
+            }
+        }
         v.pct(xp.key("skew_threshold_pct"), x.skew_threshold_pct, false);
         v.positive(xp.key("max_in_flight_usd"), x.max_in_flight_usd);
         v.at_least(xp.key("bridge_latency_secs"), x.bridge_latency_secs, 1);

@@ -496,3 +496,29 @@ pub fn asset_id(name: &str) -> B256 {
     out[..n].copy_from_slice(&bytes[..n]);
     B256::from(out)
 }
+
+/// Lets every chain's executor move inventory to every other chain's executor through its bridge:
+/// the owner (key 0 of each node) calls `setBridgeRoute(bridge, otherChainId, otherExecutor)`.
+/// Runs after all chains are deployed, since each route names the other chain's executor.
+///
+/// # Errors
+/// [`DevnetError::Deploy`] naming the chain whose route could not be set.
+pub async fn link_bridge_routes(
+    chains: &[ChainManifest],
+    owners: &[PrivateKeySigner],
+) -> Result<(), DevnetError> {
+    for (c, owner) in chains.iter().zip(owners) {
+        let Some(bridge) = c.bridge else { continue };
+        let p = signing_provider(&c.http_url, owner.clone())?;
+        let executor = Executor::new(c.executor, &p);
+        for other in chains.iter().filter(|o| o.chain_id != c.chain_id && o.bridge.is_some()) {
+            let what = format!("{}: bridge route to {}", c.name, other.name);
+            send!(
+                &p,
+                executor.setBridgeRoute(bridge, U256::from(other.chain_id), other.executor),
+                what
+            );
+        }
+    }
+    Ok(())
+}

@@ -108,6 +108,8 @@ impl Devnet {
             .map(|((c, n), (http, ws))| deploy::deploy_chain(scenario, c, http, ws, n.keys()));
         // Chains are independent nodes: deploy them concurrently.
         let chains = futures::future::try_join_all(deployments).await?;
+        let owners: Vec<_> = nodes.iter().filter_map(|n| n.keys().first().cloned()).collect();
+        deploy::link_bridge_routes(&chains, &owners).await?;
         let manifest = DevnetManifest { scenario: scenario.name.clone(), chains };
 
         let (stop, stop_rx) = watch::channel(false);

@@ -56,6 +56,9 @@ pub struct ExecJob {
     pub native_usd: f64,
     /// Send as a bundle (relay chains) rather than raw transactions.
     pub bundle: bool,
+    /// USD value the submission spends from inventory (a one-way leg's input), subtracted from
+    /// its realised PnL; 0 for atomic routes, whose profit is already net.
+    pub cost_usd: f64,
 }
 
 /// What happened to a submission.
@@ -91,6 +94,10 @@ pub struct ExecReport {
     pub nonce: u64,
     /// Outcome.
     pub result: ExecResult,
+    /// The executor's profit-token balance change at inclusion (raw; zero unless mined).
+    pub delta: I256,
+    /// Gas paid, USD (zero unless mined).
+    pub gas_usd: f64,
 }
 
 /// Shared pieces of the exec task.
@@ -205,6 +212,8 @@ async fn handle(job: ExecJob, c: &ExecCtx) {
             route: job.route,
             nonce,
             result: ExecResult::NotDelivered { resync },
+            delta: I256::ZERO,
+            gas_usd: 0.0,
         }));
         return;
     }
@@ -217,12 +226,18 @@ async fn handle(job: ExecJob, c: &ExecCtx) {
             InclusionOutcome::Missed { reason: crate::exec::MissReason::NotIncluded }
         }
     };
+    let paid_usd = match &outcome {
+        InclusionOutcome::Included(l) | InclusionOutcome::Reverted(l) => {
+            u256_f64(l.gas_cost_wei) / 1e18 * job.native_usd
+        }
+        InclusionOutcome::Missed { .. } => 0.0,
+    };
     let (status, block, gas_used, pnl, pnl_usd, reason, result) = match &outcome {
         InclusionOutcome::Included(l) | InclusionOutcome::Reverted(l) => {
-            let gas_usd = u256_f64(l.gas_cost_wei) / 1e18 * job.native_usd;
+            let gas_usd = paid_usd;
             let delta = l.pnl.as_ref().map_or(I256::ZERO, |p| p.token_delta());
             let token_usd = signed(delta) * job.profit_usd_per_raw;
-            let pnl_usd = token_usd - gas_usd;
+            let pnl_usd = token_usd - gas_usd - job.cost_usd;
             if matches!(outcome, InclusionOutcome::Included(_)) {
                 (
                     InclusionStatus::Included,
@@ -274,6 +289,8 @@ async fn handle(job: ExecJob, c: &ExecCtx) {
         route: job.route,
         nonce,
         result,
+        delta: pnl,
+        gas_usd: paid_usd,
     }));
 }
 

@@ -28,11 +28,13 @@
 //!   moved are sized on the state after it and proven on top of it; on relay chains the victim and
 //!   the backrun go in one bundle.
 
+mod control;
 mod exec_task;
 mod feeder;
 pub mod market;
 mod position;
 mod run;
+mod xleg;
 
 use std::{
     sync::{
@@ -71,6 +73,7 @@ use crate::{
     venues::{Pool, QuoteCtx, Venue},
 };
 
+pub use control::ControlSender;
 pub use exec_task::{ExecJob, ExecReport, ExecResult};
 pub use feeder::FeederCmd;
 pub use market::{Market, RouteEntry, TokenMeta};
@@ -116,6 +119,8 @@ pub enum Control {
     Reconfigure(Box<(RiskConfig, crate::config::StabilizerConfig)>),
     /// Stop the loop (graceful shutdown).
     Stop,
+    /// A cross-chain coordinator's command.
+    Xchain(crate::xchain::XControl),
 }
 
 /// Counters the engine publishes (atomics, read by tests, health and metrics).
@@ -220,6 +225,8 @@ pub struct Engine {
     standing: Vec<usize>,
     /// Depeg positions held while redemption is closed.
     positions: Vec<position::HeldPosition>,
+    /// Cross-chain legs and the coordinator link.
+    x: xleg::XState,
 }
 
 impl std::fmt::Debug for Engine {
@@ -313,7 +320,8 @@ impl Engine {
             feeder,
             exec,
             stats,
-            next_id: 1,
+            // Opportunity ids are unique across the chains sharing a ledger.
+            next_id: p.chain.chain_id.saturating_mul(1_000_000_000).min(1 << 62) + 1,
             stabilizer_pools,
             anchor,
             halted_logged: false,
@@ -323,6 +331,7 @@ impl Engine {
             backrun_context: false,
             standing: Vec::new(),
             positions: Vec::new(),
+            x: xleg::XState::default(),
             p,
         })
     }
@@ -431,6 +440,7 @@ impl Engine {
                 self.p.strategies.stabilizer = stabilizer;
             }
             Input::Control(Control::Stop) => {}
+            Input::Control(Control::Xchain(c)) => self.on_xcontrol(c),
         }
         self.stats.halted.store(self.gate.is_halted(), Ordering::Relaxed);
     }
@@ -519,6 +529,8 @@ impl Engine {
                 let _ = self.feeder.send(FeederCmd::Unwatch(gone));
             }
         }
+        // Published on supplements too: state a refused leg lacked may just have landed.
+        self.x_publish(&head);
         if !supplement {
             self.pending_seen.clear();
             self.deferred.clear();
@@ -1105,6 +1117,7 @@ impl Engine {
                     .map_or(0.0, |t| t.usd(U256::from(1))),
                 native_usd,
                 bundle: matches!(self.p.chain.submission.mode, SubmissionMode::FlashbotsRelay),
+                cost_usd: 0.0,
             };
             if exec.send(job).is_ok() {
                 self.outstanding += 1;
@@ -1318,6 +1331,7 @@ impl Engine {
     fn on_exec(&mut self, r: ExecReport) {
         self.outstanding = self.outstanding.saturating_sub(1);
         self.on_leg_outcome(r.opportunity, matches!(r.result, ExecResult::Included { .. }));
+        self.x_on_exec(&r);
         let unix = now_ms() / 1000;
         let trip = match &r.result {
             ExecResult::Included { pnl_usd } => {

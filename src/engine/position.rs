@@ -19,6 +19,79 @@ use crate::{
     venues::{Pool, QuoteCtx, Side, Venue, min_out},
 };
 
+/// A one-way leg to prove: its hops, tokens (in, out), ledger label, expected result, whether it
+/// opens exposure (risk-checked) and the strategy it serves.
+pub(super) struct LegSpec<'a> {
+    pub(super) call: LegCall,
+    pub(super) tokens: (Address, Address),
+    pub(super) label: &'a str,
+    pub(super) expected: I256,
+    pub(super) opening: bool,
+    pub(super) strategy: StrategyKind,
+}
+
+/// A leg proven in revm and approved by the desk's checks, not yet signed.
+#[derive(Clone, Debug)]
+pub(super) struct PreparedLeg {
+    /// Opportunity id.
+    pub(super) id: u64,
+    pub(super) call: LegCall,
+    pub(super) token_out: Address,
+    pub(super) cand: Candidate,
+    /// Simulated output (the executor's output-token delta).
+    pub(super) got: I256,
+    /// Simulated gas used.
+    pub(super) gas_used: u64,
+    /// Expected gas cost, USD.
+    pub(super) gas_usd: f64,
+    pub(super) max_fee_per_gas: u128,
+    pub(super) max_priority_fee_per_gas: u128,
+    pub(super) label: String,
+}
+
+/// What a prepared executor call does.
+#[derive(Clone, Debug)]
+pub(super) enum LegCall {
+    /// `executeLeg(hops, deadline)`.
+    Hops(Vec<Executor::Hop>),
+    /// `bridgeOut(bridge, token, amount, dstChainId)`.
+    Bridge {
+        /// The bridge.
+        bridge: Address,
+        /// The token.
+        token: Address,
+        /// Gross amount.
+        amount: U256,
+        /// Destination chain.
+        dst_chain_id: u64,
+    },
+}
+
+impl LegCall {
+    /// The calldata, with `deadline` for a leg.
+    fn input(&self, deadline: u64) -> alloy::primitives::Bytes {
+        use alloy::sol_types::SolCall;
+        match self {
+            Self::Hops(hops) => alloy::primitives::Bytes::from(
+                Executor::executeLegCall {
+                    hops: hops.clone(),
+                    deadlineBlock: U256::from(deadline),
+                }
+                .abi_encode(),
+            ),
+            Self::Bridge { bridge, token, amount, dst_chain_id } => alloy::primitives::Bytes::from(
+                Executor::bridgeOutCall {
+                    bridge: *bridge,
+                    token: *token,
+                    amount: *amount,
+                    dstChainId: U256::from(*dst_chain_id),
+                }
+                .abi_encode(),
+            ),
+        }
+    }
+}
+
 /// Where a held position is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum PositionStage {
@@ -212,26 +285,57 @@ impl Engine {
         head: &BlockRef,
         next: &NextBlock,
         hops: Vec<Executor::Hop>,
-        (token_in, token_out): (Address, Address),
+        tokens: (Address, Address),
         label: &str,
         expected: I256,
         opening: bool,
     ) -> Option<u64> {
+        let leg = LegSpec {
+            call: LegCall::Hops(hops),
+            tokens,
+            label,
+            expected,
+            opening,
+            strategy: StrategyKind::Depeg,
+        };
+        let prepared = self.prove_leg(head, next, leg)?;
+        if !self.p.mode.signs() {
+            self.decide(prepared.id, Ok(()));
+            return None;
+        }
+        // A leg moves inventory; its realised PnL is booked when the position closes.
+        self.sign_and_send_leg(prepared, next.number, 0.0, 0.0)
+    }
+
+    /// Proves a one-way leg in revm on the head state and runs the desk's checks; records the
+    /// opportunity, simulation and any refusal. `None` when refused (the reason is recorded).
+    pub(super) fn prove_leg(
+        &mut self,
+        head: &BlockRef,
+        next: &NextBlock,
+        leg: LegSpec<'_>,
+    ) -> Option<PreparedLeg> {
+        let LegSpec { call, tokens: (token_in, token_out), label, expected, opening, strategy } =
+            leg;
         let chain_id = self.p.chain.chain_id;
         let fee = self.fees.quote_for_base_fee(u128::from(next.base_fee), None).ok()?;
         let id = self.next_id;
         self.next_id += 1;
         let meta_in = self.market.token(&token_in).cloned()?;
         let meta_out = self.market.token(&token_out).cloned()?;
-        let amount_in = hops.first().map_or(U256::ZERO, |h| h.amountIn);
-        let pools: Vec<usize> =
-            hops.iter().filter_map(|h| self.market.venue_index(&h.venue)).collect();
+        let (amount_in, pools): (U256, Vec<usize>) = match &call {
+            LegCall::Hops(hops) => (
+                hops.first().map_or(U256::ZERO, |h| h.amountIn),
+                hops.iter().filter_map(|h| self.market.venue_index(&h.venue)).collect(),
+            ),
+            LegCall::Bridge { amount, .. } => (*amount, Vec::new()),
+        };
         if let Some(l) = &self.p.ledger {
             l.record(ledger::Opportunity {
                 id,
                 chain_id,
                 block: head.number + 1,
-                strategy: StrategyKind::Depeg.as_str().to_owned(),
+                strategy: strategy.as_str().to_owned(),
                 route: label.to_owned(),
                 token: token_out,
                 size: amount_in,
@@ -241,16 +345,17 @@ impl Engine {
             });
         }
         let nonce = self.nonce.peek_next();
-        let probe = sim::leg_tx(
+        let probe = alloy::consensus::TxEip1559 {
             chain_id,
             nonce,
-            self.p.executor,
-            hops.clone(),
-            next.number,
-            1_500_000,
-            fee.max_fee_per_gas,
-            fee.max_priority_fee_per_gas,
-        );
+            gas_limit: 1_500_000,
+            max_fee_per_gas: fee.max_fee_per_gas,
+            max_priority_fee_per_gas: fee.max_priority_fee_per_gas,
+            to: alloy::primitives::TxKind::Call(self.p.executor),
+            value: U256::ZERO,
+            access_list: Default::default(),
+            input: call.input(next.number),
+        };
         let env = sim::tx_env(&probe, self.p.operator).ok()?;
         let sim_tx = SimTx {
             tx: env,
@@ -281,7 +386,12 @@ impl Engine {
         };
         let got = outcome.delta(self.p.executor, token_out).unwrap_or_default();
         self.record_simulation(id, next.number, &outcome, got, meta_out.usd(got.unsigned_abs()));
-        if !outcome.success() || !outcome.callers.is_empty() || got <= I256::ZERO {
+        // A swap leg must deliver output; a bridge transfer must move exactly its amount out.
+        let moved = match &call {
+            LegCall::Hops(_) => got > I256::ZERO,
+            LegCall::Bridge { amount, .. } => got == -I256::from_raw(*amount),
+        };
+        if !outcome.success() || !outcome.callers.is_empty() || !moved {
             self.decide(
                 id,
                 Err((
@@ -306,6 +416,7 @@ impl Engine {
             expected.max(I256::ZERO).into_raw(),
             fee.max_fee_per_gas,
         );
+        cand.strategy = strategy;
         let exposure = if opening { notional } else { -notional };
         cand.exposure_change_usd.push((
             ChainAddress::new(chain_id, if opening { token_out } else { token_in }),
@@ -315,31 +426,43 @@ impl Engine {
             self.refuse(id, &r);
             return None;
         }
-        if !self.p.mode.signs() {
-            self.decide(id, Ok(()));
-            return None;
-        }
+        Some(PreparedLeg {
+            id,
+            call,
+            token_out,
+            cand,
+            got,
+            gas_used: outcome.gas_used,
+            gas_usd,
+            max_fee_per_gas: fee.max_fee_per_gas,
+            max_priority_fee_per_gas: fee.max_priority_fee_per_gas,
+            label: label.to_owned(),
+        })
+    }
+
+    /// Signs a proven leg with the next nonce and hands it to the exec task; the opportunity id
+    /// when handed over. `profit_usd_per_raw` values the output token and `cost_usd` the input
+    /// for the realised PnL (both 0 for a position leg, booked when the position closes).
+    pub(super) fn sign_and_send_leg(
+        &mut self,
+        leg: PreparedLeg,
+        next_number: u64,
+        profit_usd_per_raw: f64,
+        cost_usd: f64,
+    ) -> Option<u64> {
+        let chain_id = self.p.chain.chain_id;
+        let id = leg.id;
         let signer = self.p.signer.as_ref()?;
         let nonce = self.nonce.next().ok()?;
-        let gas_limit = self.margin.gas_limit(outcome.gas_used);
-        let tx = sim::leg_tx(
-            chain_id,
-            nonce,
-            self.p.executor,
-            hops,
-            next.number + 2,
-            gas_limit,
-            fee.max_fee_per_gas,
-            fee.max_priority_fee_per_gas,
-        );
+        let gas_limit = self.margin.gas_limit(leg.gas_used);
         let params = crate::exec::TxParams {
             chain_id,
             nonce,
             to: self.p.executor,
-            input: tx.input.clone(),
+            input: leg.call.input(next_number + 2),
             gas_limit,
-            max_fee_per_gas: fee.max_fee_per_gas,
-            max_priority_fee_per_gas: fee.max_priority_fee_per_gas,
+            max_fee_per_gas: leg.max_fee_per_gas,
+            max_priority_fee_per_gas: leg.max_priority_fee_per_gas,
             value: U256::ZERO,
         };
         let Ok(signed) = signer.sign_eip1559(&params) else {
@@ -347,8 +470,8 @@ impl Engine {
             return None;
         };
         self.decide(id, Ok(()));
-        self.gate.record_submission(&cand, next.number);
-        info!(opp = id, %label, "position leg approved");
+        self.gate.record_submission(&leg.cand, next_number);
+        info!(opp = id, label = %leg.label, "leg approved");
         let Some(exec) = &self.exec else {
             self.nonce.release(nonce);
             return None;
@@ -363,17 +486,17 @@ impl Engine {
             chain_id,
             leading: Vec::new(),
             txs: vec![signed],
-            target_block: next.number,
-            profit_token: token_out,
+            target_block: next_number,
+            profit_token: leg.token_out,
             executor: self.p.executor,
-            simulated_profit: got,
-            simulated_gas: outcome.gas_used,
-            route: cand.route,
-            strategy: StrategyKind::Depeg,
-            // A leg moves inventory; its realised PnL is booked when the position closes.
-            profit_usd_per_raw: 0.0,
+            simulated_profit: leg.got,
+            simulated_gas: leg.gas_used,
+            route: leg.cand.route,
+            strategy: leg.cand.strategy,
+            profit_usd_per_raw,
             native_usd: self.p.chain.fees.native_usd,
             bundle: false,
+            cost_usd,
         };
         if exec.send(job).is_ok() {
             self.outstanding += 1;

@@ -124,6 +124,11 @@ impl RunHandle {
         move || control.len()
     }
 
+    /// A clonable sender of operator commands to this engine.
+    pub fn controller(&self) -> super::ControlSender {
+        super::ControlSender(self.control.clone())
+    }
+
     /// Sends an operator command.
     pub fn control(&self, c: Control) {
         let _ = self.control.send(Input::Control(c));
@@ -573,6 +578,40 @@ pub(crate) async fn warm_market<S: StateSource>(
         );
         if let Ok(env) = sim::tx_env(&tx, operator) {
             envs.push(env);
+        }
+    }
+    // With cross-chain trading configured, every PMM and V2 pool's one-way leg in both
+    // directions, so the first leg the coordinator orders is not refused for cold state.
+    if strategies.cross_chain.as_ref().is_some_and(|x| x.enabled) {
+        for (i, pool) in market.pools.iter().enumerate() {
+            if !market.decoded[i] {
+                continue;
+            }
+            for side in [crate::venues::Side::SellBase, crate::venues::Side::SellQuote] {
+                let (b, q) = crate::venues::Venue::tokens(pool);
+                let token_in = if side == crate::venues::Side::SellBase { b } else { q };
+                let Some(t) = market.token(&token_in) else { continue };
+                let amount = t.raw_for_usd(1.0).max(U256::from(1));
+                let venue = market.venues[i].address;
+                let hop = match pool {
+                    crate::venues::Pool::Pmm(p) => p.hop(venue, side, amount, U256::ZERO),
+                    crate::venues::Pool::V2(p) => p.hop(venue, side, amount, U256::ZERO),
+                    _ => continue,
+                };
+                let tx = sim::leg_tx(
+                    chain.chain_id,
+                    0,
+                    executor,
+                    vec![hop],
+                    0,
+                    1_500_000,
+                    u128::from(next.base_fee) * 2 + 1,
+                    1,
+                );
+                if let Ok(env) = sim::tx_env(&tx, operator) {
+                    envs.push(env);
+                }
+            }
         }
     }
     sim::warm(refresher, cache, sim, &next, &envs, 32).await.map_err(|e| err(&e))?;

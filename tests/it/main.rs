@@ -23,3 +23,4 @@ mod soak;
 mod state;
 mod telemetry;
 mod venues;
+mod xchain;
