@@ -364,6 +364,7 @@ impl Engine {
             leading: Vec::new(),
             txs: vec![signed],
             target_block: next.number,
+            parent_hash: self.cache.head().map_or(alloy::primitives::B256::ZERO, |h| h.hash),
             profit_token: token_out,
             executor: self.p.executor,
             simulated_profit: got,
