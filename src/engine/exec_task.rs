@@ -304,7 +304,7 @@ fn report(c: &ExecCtx, job: &ExecJob, nonce: u64, result: ExecResult) {
 
 /// How tracking ended.
 enum Tracking {
-    Decided(InclusionOutcome),
+    Decided(Box<InclusionOutcome>),
     /// The bundle's parent block was replaced before the target block was mined.
     ParentReplaced,
     /// Shutdown began while a bundle waited for its block.
@@ -415,7 +415,7 @@ async fn handle(job: ExecJob, c: &ExecCtx) {
     let mut cancel_reason = None;
     loop {
         let outcome = match track(&job, &tracked, cancellable.is_some(), c, &mut stop).await {
-            Tracking::Decided(o) => o,
+            Tracking::Decided(o) => *o,
             Tracking::ParentReplaced => {
                 // The state the bundle was built on is gone: cancel it, then see where it ends
                 // (a relay may have included it anyway).
@@ -485,7 +485,7 @@ async fn track(
                 return Ok(Some(Tracking::ParentReplaced));
             }
             Ok::<_, crate::exec::TrackError>(
-                c.tracker.check(tracked, head).await?.map(Tracking::Decided),
+                c.tracker.check(tracked, head).await?.map(|o| Tracking::Decided(Box::new(o))),
             )
         }
         .await;
@@ -496,9 +496,9 @@ async fn track(
                 failures += 1;
                 if failures >= MAX_READ_FAILURES {
                     warn!(opp = job.opportunity, error = %e, "inclusion tracking failed; counted as missed");
-                    return Tracking::Decided(InclusionOutcome::Missed {
+                    return Tracking::Decided(Box::new(InclusionOutcome::Missed {
                         reason: MissReason::NotIncluded,
-                    });
+                    }));
                 }
             }
         }

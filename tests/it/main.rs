@@ -3,10 +3,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs, unreachable_pub)]
 
-/// The bot's allocator (as `main.rs`), so the soak measures the bot's memory behaviour.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 mod artifacts;
 mod bench;
 mod cassette;

@@ -81,7 +81,7 @@ async fn rig() -> Rig {
 
 impl Rig {
     fn url(&self) -> EndpointUrl {
-        EndpointUrl::new(&self.node.http_url()).unwrap()
+        EndpointUrl::new(self.node.http_url()).unwrap()
     }
 
     async fn head(&self) -> (u64, B256) {
@@ -302,11 +302,12 @@ async fn bundle_aimed_past_a_replaced_block_is_cancelled_not_resent() {
     r.p.anvil_mine(Some(4), None).await.unwrap();
     let report = next_report(&reports).await;
     assert_eq!(report.result, ExecResult::Missed);
-    let log = relay.log.lock().unwrap();
-    assert_eq!(log.bundles.len(), 1, "never re-sent");
-    assert_eq!(log.cancelled.len(), 1);
-    assert_eq!(log.signers, vec![identity.address(); 2]);
-    drop(log);
+    {
+        let log = relay.log.lock().unwrap();
+        assert_eq!(log.bundles.len(), 1, "never re-sent");
+        assert_eq!(log.cancelled.len(), 1);
+        assert_eq!(log.signers, vec![identity.address(); 2]);
+    }
     assert_eq!(handle.counters.cancelled.load(std::sync::atomic::Ordering::Relaxed), 1);
     drop(jobs);
     assert!(handle.shutdown(Duration::from_secs(5)).await);
