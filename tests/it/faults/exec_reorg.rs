@@ -7,7 +7,8 @@
 //!   the transaction was sent once.
 //! - A bundle whose parent block is replaced (`anvil_rollback`) before its target block: it is
 //!   cancelled on the relay by its replacement uuid, recorded `cancelled`, never re-sent.
-//! - Shutdown with a bundle waiting for its block: cancelled on the relay, the ledger flushed
+//! - Shutdown with a bundle waiting for its block (the exec task alone, and a running engine
+//!   stopped as on SIGTERM): cancelled on the relay, the ledger flushed
 //!   with the cancel, the task done within the deadline.
 
 use std::time::{Duration, Instant};
@@ -361,4 +362,42 @@ async fn wait_for(mut f: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("condition not reached in 10 s");
+}
+
+/// The running engine's graceful stop (the SIGTERM path of `cantilever run`): a bundle the engine
+/// sent for a depeg is waiting at the relay; `RunHandle::stop` cancels it by replacement uuid,
+/// records the cancel, and returns within its deadline with the ledger closable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_stop_cancels_its_waiting_bundle_within_the_deadline() {
+    let mut bot = crate::engine::devnet_bot("0.05").await;
+    let relay = start_relay(&bot.chain.http_url, RelayMode::Hold).await;
+    let chain = bot.cfg.chains.iter_mut().find(|c| c.chain_id == 138).expect("138");
+    chain.submission.mode = cantilever::config::SubmissionMode::FlashbotsRelay;
+    chain.submission.relays = vec![RelayConfig {
+        name: "loopback".into(),
+        url: EndpointUrl::new(relay.url.clone()).unwrap(),
+        builders: vec![],
+    }];
+    bot.identity = Some(PrivateKeySigner::random());
+    let ledger = bot.ledger();
+    let run = bot.start(&ledger).await;
+    bot.dump(bot.pool("cUSDT/USDT"), true, crate::engine::e6(200_000)).await;
+    wait_for(|| relay.log.lock().unwrap().bundles.len() == 1).await;
+    assert_eq!(run.inflight.load(std::sync::atomic::Ordering::Acquire), 1, "bundle in flight");
+
+    let deadline = Duration::from_secs(5);
+    let t0 = Instant::now();
+    run.stop(deadline).await;
+    assert!(t0.elapsed() < deadline, "stopped in {:?}", t0.elapsed());
+    {
+        let log = relay.log.lock().unwrap();
+        assert_eq!(log.bundles.len(), 1, "nothing sent after the stop");
+        assert_eq!(log.cancelled.len(), 1, "the waiting bundle was cancelled");
+    }
+    let recs = crate::engine::records(&ledger, &bot.db());
+    let subs = submissions(&recs);
+    assert_eq!(subs.len(), 1, "{recs:#?}");
+    assert_eq!(subs[0].0, SubmissionOutcome::Cancelled);
+    assert!(subs[0].1.as_deref().unwrap().contains("shutdown"), "{subs:?}");
+    ledger.close().expect("the ledger closes after the stop");
 }
