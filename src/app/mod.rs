@@ -18,6 +18,9 @@
 //! - [`halt`] / [`rearm`]: engage or clear the persistent halt file and record it in the ledger;
 //!   they read only the `[engine]` table, so a halt works even when the environment the RPC URLs
 //!   need is missing.
+//! - [`check_key_roles`]: before an engine starts, the keys' roles are checked on chain (a
+//!   fundless identity, an executor key that does not own the executor contract, two distinct
+//!   hot keys); a mixed set-up refuses to start with [`KeyRoleError`].
 //! - [`ChainTelemetry`]: copies one chain's [`EngineStats`](crate::engine::EngineStats) into
 //!   [`Health`](crate::telemetry::Health) and the metric registry.
 //!
@@ -25,6 +28,7 @@
 //! a password or an endpoint URL (errors that may quote a URL pass through [`redact_urls`]).
 
 mod halt;
+mod keys;
 mod run;
 mod telemetry;
 
@@ -39,6 +43,7 @@ use alloy::primitives::{B256, keccak256};
 use crate::config::{Config, ConfigErrors, LogFormat};
 
 pub use halt::{HaltChange, HaltOutcome, halt, rearm};
+pub use keys::{KeyRoleError, KeyRoles, check_key_roles};
 pub use run::run;
 pub use telemetry::ChainTelemetry;
 

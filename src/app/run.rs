@@ -293,7 +293,8 @@ async fn start_all(
                     .ok_or_else(|| AppError::Setup(format!("chain {name} vanished")))?,
                 handle.stats.clone(),
                 handle.inflight.clone(),
-            )?;
+            )?
+            .with_exec(handle.exec_counters.clone())?;
             Ok((handle, provider, telemetry))
         });
         match result {
@@ -341,6 +342,23 @@ async fn start_one(
         .parse()
         .map_err(|_| fail(format!("http_url {} is not a URL", chain.http_url)))?;
     let provider = ProviderBuilder::new().connect_http(url).erased();
+    if let Some(executor) = chain.executor {
+        let roles = super::check_key_roles(
+            &provider,
+            &name,
+            executor,
+            signer.as_ref().map(PrivateKeySigner::address),
+            identity.as_ref().map(PrivateKeySigner::address),
+        )
+        .await
+        .map_err(|e| fail(redact_urls(&e.to_string(), cfg)))?;
+        if let Some(key) = roles.executor_key
+            && key != roles.operator
+        {
+            warn!(target: TARGET, chain = %name, %key, operator = %roles.operator,
+                "the executor key is not the executor contract's operator: its calls will revert");
+        }
+    }
     info!(target: TARGET, chain = %name, "warming state");
     let handle = run_chain(RunOptions {
         chain,
@@ -377,6 +395,7 @@ fn sync(
         }
     }
     metrics.ledger_queue_depth.set(i64::try_from(ledger.queue_depth()).unwrap_or(i64::MAX));
+    metrics.realised_pnl_usd.set(running.iter().map(|r| r.telemetry.realised_pnl_usd()).sum());
     let newly: Vec<String> = running
         .iter()
         .filter(|r| r.telemetry.is_halted() && !r.was_halted && !r.halt_sent && !r.rearming)

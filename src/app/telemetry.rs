@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::config::{ChainConfig, SubmissionMode};
-use crate::engine::EngineStats;
+use crate::engine::{EngineStats, ExecCounters};
 use crate::telemetry::{ChainHealth, Counter, Gauge, Health, Metrics, TelemetryError};
 
 /// Reads one cumulative counter of [`EngineStats`].
@@ -49,6 +49,16 @@ impl Mirror {
 ///
 /// | `cantilever_reconnects_total{chain}` | the WS feed's reconnects |
 /// | `cantilever_gaps_backfilled_total{chain}` | blocks the feed backfilled after a gap |
+/// | `cantilever_feed_lagged_total{chain}` | heads the feed's subscription lagged (then resynced) |
+/// | `cantilever_reorgs_total{chain}` | reorgs the feed saw |
+///
+/// With the exec task's counters ([`with_exec`](Self::with_exec)):
+///
+/// | metric | exec counter |
+/// |---|---|
+/// | `cantilever_inclusions_total{relay,outcome}` | final outcomes per relay or RPC endpoint |
+/// | `cantilever_orphaned_total{chain}` | landed submissions reorged out |
+/// | `cantilever_bundles_cancelled_total{chain}` | bundles cancelled (reorg, shutdown) |
 ///
 /// and the gauges `cantilever_engine_head{chain}` (last head processed),
 /// `cantilever_inflight_submissions{chain}` and `cantilever_chain_realised_pnl_usd{chain}`.
@@ -70,6 +80,22 @@ pub struct ChainTelemetry {
     seen_gaps: u64,
     metrics: Metrics,
     refusals: std::collections::HashMap<String, (Counter, u64)>,
+    lagged: Counter,
+    reorgs: Counter,
+    seen_lagged: u64,
+    seen_reorgs: u64,
+    exec: Option<ExecMirror>,
+}
+
+/// The exec task's counters and what was already copied of them.
+#[derive(Debug)]
+struct ExecMirror {
+    counters: Arc<ExecCounters>,
+    orphaned: Counter,
+    cancelled: Counter,
+    seen_orphaned: u64,
+    seen_cancelled: u64,
+    outcomes: std::collections::HashMap<(String, &'static str), (Counter, u64)>,
 }
 
 impl ChainTelemetry {
@@ -151,7 +177,48 @@ impl ChainTelemetry {
             seen_gaps: 0,
             metrics: metrics.clone(),
             refusals: std::collections::HashMap::new(),
+            lagged: per_chain(
+                "cantilever_feed_lagged_total",
+                "Heads the feed's subscription lagged behind (each followed by a resync).",
+            )?,
+            reorgs: per_chain("cantilever_reorgs_total", "Reorgs seen by the chain feed.")?,
+            seen_lagged: 0,
+            seen_reorgs: 0,
+            exec: None,
         })
+    }
+
+    /// Also mirrors the exec task's counters: outcomes per relay, orphaned inclusions, cancelled
+    /// bundles.
+    ///
+    /// # Errors
+    /// [`TelemetryError::Metric`] when a series clashes with an earlier registration.
+    pub fn with_exec(mut self, counters: Arc<ExecCounters>) -> Result<Self, TelemetryError> {
+        let reg = self.metrics.registry();
+        let labels = [("chain", self.name.as_str())];
+        self.exec = Some(ExecMirror {
+            counters,
+            orphaned: reg.counter(
+                "cantilever_orphaned_total",
+                "Landed submissions whose block was reorged out.",
+                &labels,
+            )?,
+            cancelled: reg.counter(
+                "cantilever_bundles_cancelled_total",
+                "Bundles cancelled on the relays (parent replaced by a reorg, or shutdown).",
+                &labels,
+            )?,
+            seen_orphaned: 0,
+            seen_cancelled: 0,
+            outcomes: std::collections::HashMap::new(),
+        });
+        Ok(self)
+    }
+
+    /// The chain's realised PnL after gas, USD.
+    #[allow(clippy::cast_precision_loss, reason = "a PnL in micro-USD fits an f64's mantissa")]
+    pub fn realised_pnl_usd(&self) -> f64 {
+        self.stats.realised_pnl_micro_usd.load(Ordering::Relaxed) as f64 / 1e6
     }
 
     /// The chain's name.
@@ -184,8 +251,7 @@ impl ChainTelemetry {
         let engine_head = stats.last_head.load(Ordering::Acquire);
         self.head.set(i64::try_from(engine_head).unwrap_or(i64::MAX));
         self.inflight_gauge.set(i64::try_from(self.inflight()).unwrap_or(i64::MAX));
-        #[allow(clippy::cast_precision_loss, reason = "a PnL in micro-USD fits an f64's mantissa")]
-        self.pnl.set(stats.realised_pnl_micro_usd.load(Ordering::Relaxed) as f64 / 1e6);
+        self.pnl.set(self.realised_pnl_usd());
         // Refusals by kind.
         for entry in &stats.refusals_by_kind {
             let (kind, now) = (entry.key(), *entry.value());
@@ -207,6 +273,15 @@ impl ChainTelemetry {
             self.gaps.add(g.saturating_sub(self.seen_gaps));
             self.seen_reconnects = self.seen_reconnects.max(r);
             self.seen_gaps = self.seen_gaps.max(g);
+            let l = c.lagged_heads.load(Ordering::Relaxed);
+            let o = c.reorgs.load(Ordering::Relaxed);
+            self.lagged.add(l.saturating_sub(self.seen_lagged));
+            self.reorgs.add(o.saturating_sub(self.seen_reorgs));
+            self.seen_lagged = self.seen_lagged.max(l);
+            self.seen_reorgs = self.seen_reorgs.max(o);
+        }
+        if let Some(x) = &mut self.exec {
+            x.sync(&self.metrics);
         }
         self.health.set_connected(node_head.is_some() && feed_up);
         if let Some(node) = node_head {
@@ -218,5 +293,27 @@ impl ChainTelemetry {
     /// Marks the chain not connected (shutdown: `/health` stops answering ready at once).
     pub fn set_stopping(&self) {
         self.health.set_connected(false);
+    }
+}
+
+impl ExecMirror {
+    fn sync(&mut self, metrics: &Metrics) {
+        let o = self.counters.orphaned.load(Ordering::Relaxed);
+        let c = self.counters.cancelled.load(Ordering::Relaxed);
+        self.orphaned.add(o.saturating_sub(self.seen_orphaned));
+        self.cancelled.add(c.saturating_sub(self.seen_cancelled));
+        self.seen_orphaned = self.seen_orphaned.max(o);
+        self.seen_cancelled = self.seen_cancelled.max(c);
+        for (relay, outcome, now) in self.counters.outcomes() {
+            let key = (relay, outcome);
+            if !self.outcomes.contains_key(&key) {
+                let Ok(counter) = metrics.inclusions(&key.0, outcome) else { continue };
+                self.outcomes.insert(key.clone(), (counter, 0));
+            }
+            if let Some((counter, seen)) = self.outcomes.get_mut(&key) {
+                counter.add(now.saturating_sub(*seen));
+                *seen = (*seen).max(now);
+            }
+        }
     }
 }

@@ -247,3 +247,75 @@ fn endpoint_urls_are_redacted_from_error_texts() {
     assert!(!red.contains("s3cr3t-key"), "{red}");
     assert!(red.contains("http://127.0.0.1:8545/…") && red.contains("connection refused"), "{red}");
 }
+
+/// Every alerting-worthy series is on the `/metrics` body: head lag, reconnects, gaps
+/// backfilled, feed lag, reorgs, inclusion outcomes per relay, orphaned and cancelled
+/// submissions, PnL, the halt flag, RSS and open files.
+#[test]
+fn alerting_metrics_are_on_the_metrics_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = load(&write_config(dir.path()));
+    let registry = Registry::new();
+    let metrics = Metrics::new(&registry).unwrap();
+    let health = Health::new([("chain138", 2)]);
+    let stats = Arc::new(EngineStats::default());
+    let feed = Arc::new(crate::ingest::IngestCounters::default());
+    stats.ingest.set(feed.clone()).unwrap();
+    let exec = Arc::new(crate::engine::ExecCounters::default());
+    let mut t = ChainTelemetry::new(
+        &metrics,
+        &health,
+        cfg.chain("chain138").unwrap(),
+        stats.clone(),
+        Arc::new(AtomicU64::new(0)),
+    )
+    .unwrap()
+    .with_exec(exec.clone())
+    .unwrap();
+    feed.connected.store(true, Ordering::Relaxed);
+    feed.reconnects.store(2, Ordering::Relaxed);
+    feed.backfilled.store(5, Ordering::Relaxed);
+    feed.lagged_heads.store(3, Ordering::Relaxed);
+    feed.reorgs.store(1, Ordering::Relaxed);
+    exec.orphaned.store(1, Ordering::Relaxed);
+    exec.cancelled.store(4, Ordering::Relaxed);
+    exec.count(&["flashbots".to_owned(), "titan".to_owned()], "included");
+    exec.count(&["flashbots".to_owned()], "missed");
+    stats.realised_pnl_micro_usd.store(-2_500_000, Ordering::Relaxed);
+    stats.last_head.store(90, Ordering::Relaxed);
+    t.sync(Some(95));
+    t.sync(Some(95)); // no double counting
+    metrics.realised_pnl_usd.set(t.realised_pnl_usd());
+    health.set_halted(true);
+
+    let exporter = crate::telemetry::Exporter {
+        registry: registry.clone(),
+        health: health.clone(),
+        histograms: crate::telemetry::SharedHistograms::default(),
+    };
+    let body = exporter.render_metrics();
+    let value = |series: &str| -> f64 {
+        body.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no `{series}` in\n{body}"))
+    };
+    let c = "{chain=\"chain138\"}";
+    assert_eq!(value(&format!("cantilever_head_lag_blocks{c}")), 5.0);
+    assert_eq!(value(&format!("cantilever_reconnects_total{c}")), 2.0);
+    assert_eq!(value(&format!("cantilever_gaps_backfilled_total{c}")), 5.0);
+    assert_eq!(value(&format!("cantilever_feed_lagged_total{c}")), 3.0);
+    assert_eq!(value(&format!("cantilever_reorgs_total{c}")), 1.0);
+    assert_eq!(value(&format!("cantilever_orphaned_total{c}")), 1.0);
+    assert_eq!(value(&format!("cantilever_bundles_cancelled_total{c}")), 4.0);
+    let inc = |relay: &str, outcome: &str| {
+        value(&format!("cantilever_inclusions_total{{relay=\"{relay}\",outcome=\"{outcome}\"}}"))
+    };
+    assert_eq!((inc("flashbots", "included"), inc("flashbots", "missed")), (1.0, 1.0));
+    assert_eq!(inc("titan", "included"), 1.0);
+    assert_eq!(value(&format!("cantilever_chain_realised_pnl_usd{c}")), -2.5);
+    assert_eq!(value("cantilever_realised_pnl_usd"), -2.5);
+    assert_eq!(value("cantilever_halted"), 1.0);
+    assert!(value("cantilever_rss_bytes") > 1e6);
+    assert!(value("cantilever_open_files") >= 3.0);
+}

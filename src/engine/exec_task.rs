@@ -1,5 +1,18 @@
 //! The exec task (tokio): submits what the engine signed, tracks inclusion, books realised PnL
 //! and reports each outcome back to the engine. Submissions are never retried blindly.
+//!
+//! Reorgs and shutdown:
+//! - a bundle whose parent block (the head it was built on) is replaced before its target block
+//!   is mined is cancelled on every relay by its replacement uuid (ledger: submission
+//!   `cancelled`), then tracked to its outcome in case a relay included it anyway;
+//! - a landed submission is watched for [`ExecSettings::confirmations`] blocks: when a reorg
+//!   replaces its block it is *orphaned* (ledger: an inclusion row `orphaned` reversing the
+//!   realised PnL booked), the engine gets [`ExecResult::Orphaned`] with the node's `latest`
+//!   nonce to resync to, and the submission is tracked again (its transactions may be mined on
+//!   the new branch); nothing is ever sent twice;
+//! - at shutdown ([`ExecHandle::shutdown`]) no queued job is sent any more, bundles still waiting
+//!   for their block are cancelled, raw transactions are tracked until the deadline, and landed
+//!   ones stop being watched.
 
 use std::{
     sync::{
@@ -9,15 +22,17 @@ use std::{
     time::Duration,
 };
 
-use alloy::primitives::{Address, Bytes, I256};
+use alloy::primitives::{Address, B256, Bytes, I256};
 use crossbeam_channel::Sender;
+use tokio::sync::watch;
 use tracing::{info, warn};
+use uuid::Uuid;
 
 use super::{Input, market::u256_f64};
 use crate::{
     exec::{
-        InclusionOutcome, InclusionTracker, ProfitProbe, RawTxOutcome, SignedTx, SubmitReport,
-        SubmitRequest, Submitter, Tracked,
+        InclusionOutcome, InclusionTracker, Landed, MissReason, ProfitProbe, RawTxOutcome,
+        SignedTx, SubmitReport, SubmitRequest, Submitter, Tracked,
     },
     ledger::{self, InclusionStatus, LedgerHandle, SubmissionKind, SubmissionOutcome},
     risk::{RouteKey, StrategyKind},
@@ -38,6 +53,9 @@ pub struct ExecJob {
     pub txs: Vec<SignedTx>,
     /// The block aimed at.
     pub target_block: u64,
+    /// The head the submission was built on (block `target_block − 1`); `B256::ZERO` when
+    /// unknown. A bundle whose parent is replaced by a reorg before it lands is cancelled.
+    pub parent_hash: B256,
     /// The profit token.
     pub profit_token: Address,
     /// The executor (whose profit-token balance measures the realised PnL).
@@ -81,6 +99,14 @@ pub enum ExecResult {
         /// The latest nonce to resync to.
         resync: Option<u64>,
     },
+    /// An earlier `Included` or `Reverted` was reorged out: reverse the PnL booked for it, resync
+    /// nonces, and count the submission as open again (a later report decides it).
+    Orphaned {
+        /// The PnL booked by the earlier report (`pnl_usd`, or `−gas_usd`), USD, to reverse.
+        pnl_usd: f64,
+        /// The node's `latest` nonce of the sender after the reorg, when it answered.
+        resync: Option<u64>,
+    },
 }
 
 /// A submission's outcome, back to the engine.
@@ -100,36 +126,222 @@ pub struct ExecReport {
     pub gas_usd: f64,
 }
 
-/// Shared pieces of the exec task.
-#[derive(Clone, Debug)]
-pub(crate) struct ExecCtx {
-    pub(crate) submitter: Arc<Submitter>,
-    pub(crate) tracker: Arc<InclusionTracker>,
-    pub(crate) ledger: Option<LedgerHandle>,
-    pub(crate) back: Sender<Input>,
-    pub(crate) inflight: Arc<AtomicU64>,
-    pub(crate) sent: Arc<AtomicU64>,
-    pub(crate) window: u64,
-    pub(crate) poll: Duration,
+/// Settings of the exec task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExecSettings {
+    /// Blocks after the target a submission may still land in.
+    pub window: u64,
+    /// How often the node is polled while tracking.
+    pub poll: Duration,
+    /// Blocks a landed submission is watched for a reorg before it counts as final.
+    pub confirmations: u64,
 }
 
-/// Runs until the engine drops its sender.
-pub(crate) async fn exec_loop(mut rx: tokio::sync::mpsc::UnboundedReceiver<ExecJob>, ctx: ExecCtx) {
+impl Default for ExecSettings {
+    fn default() -> Self {
+        Self { window: 3, poll: Duration::from_millis(25), confirmations: 3 }
+    }
+}
+
+/// Outcome counters of the exec task (metrics and tests read them).
+#[derive(Debug, Default)]
+pub struct ExecCounters {
+    /// Landed submissions whose block was reorged out.
+    pub orphaned: AtomicU64,
+    /// Bundles cancelled on the relays (parent replaced by a reorg, or shutdown).
+    pub cancelled: AtomicU64,
+    /// Jobs dropped unsent because shutdown began.
+    pub dropped_at_shutdown: AtomicU64,
+    /// Final outcomes per destination: (relay or RPC endpoint name, outcome) → count, where the
+    /// outcome is `included`, `reverted` or `missed`. A bundle counts for every relay that
+    /// accepted it.
+    outcomes: std::sync::Mutex<std::collections::BTreeMap<(String, &'static str), u64>>,
+}
+
+impl ExecCounters {
+    /// A snapshot of the final outcomes per destination: `(destination, outcome, count)`.
+    pub fn outcomes(&self) -> Vec<(String, &'static str, u64)> {
+        self.outcomes
+            .lock()
+            .map(|m| m.iter().map(|((d, o), n)| (d.clone(), *o, *n)).collect())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn count(&self, destinations: &[String], outcome: &'static str) {
+        if let Ok(mut m) = self.outcomes.lock() {
+            for d in destinations {
+                *m.entry((d.clone(), outcome)).or_default() += 1;
+            }
+        }
+    }
+}
+
+/// Shared pieces of the exec task.
+#[derive(Clone, Debug)]
+struct ExecCtx {
+    submitter: Arc<Submitter>,
+    tracker: Arc<InclusionTracker>,
+    ledger: Option<LedgerHandle>,
+    back: Sender<Input>,
+    inflight: Arc<AtomicU64>,
+    sent: Arc<AtomicU64>,
+    counters: Arc<ExecCounters>,
+    settings: ExecSettings,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// A running exec task: its counters and its shutdown.
+#[derive(Debug)]
+pub struct ExecHandle {
+    /// Submissions handed over whose outcome is not reported yet.
+    pub inflight: Arc<AtomicU64>,
+    /// Submissions handed to an endpoint (answered or failed).
+    pub sent: Arc<AtomicU64>,
+    /// Outcome counters.
+    pub counters: Arc<ExecCounters>,
+    shutdown: watch::Sender<bool>,
+    join: tokio::task::JoinHandle<()>,
+}
+
+impl ExecHandle {
+    /// Begins shutdown without waiting: queued jobs are no longer sent, bundles waiting for their
+    /// block are cancelled, landed submissions stop being watched.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// [`begin_shutdown`](Self::begin_shutdown), then waits up to `deadline` for every job to
+    /// finish (raw transactions are tracked to their outcome meanwhile). True when all finished.
+    pub async fn shutdown(self, deadline: Duration) -> bool {
+        self.begin_shutdown();
+        let abort = self.join.abort_handle();
+        let done = tokio::time::timeout(deadline, self.join).await.is_ok();
+        if !done {
+            abort.abort();
+        }
+        done
+    }
+}
+
+/// Spawns the exec task on the current tokio runtime: jobs sent on the returned sender are
+/// submitted through `submitter`, tracked with `tracker`, booked in `ledger`, and each outcome is
+/// sent back on `back` as [`Input::Exec`]. It ends when the sender is dropped (after its jobs
+/// finish) or at [`ExecHandle::shutdown`].
+pub fn spawn_exec(
+    submitter: Submitter,
+    tracker: InclusionTracker,
+    ledger: Option<LedgerHandle>,
+    back: Sender<Input>,
+    settings: ExecSettings,
+) -> (tokio::sync::mpsc::UnboundedSender<ExecJob>, ExecHandle) {
+    let (jobs, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let ctx = ExecCtx {
+        submitter: Arc::new(submitter),
+        tracker: Arc::new(tracker),
+        ledger,
+        back,
+        inflight: Arc::new(AtomicU64::new(0)),
+        sent: Arc::new(AtomicU64::new(0)),
+        counters: Arc::new(ExecCounters::default()),
+        settings,
+        shutdown: stop_rx,
+    };
+    let handle = ExecHandle {
+        inflight: ctx.inflight.clone(),
+        sent: ctx.sent.clone(),
+        counters: ctx.counters.clone(),
+        shutdown: stop_tx,
+        join: tokio::spawn(exec_loop(rx, ctx)),
+    };
+    (jobs, handle)
+}
+
+/// Resolves once shutdown began (or the handle is gone).
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await;
+}
+
+fn is_stopping(rx: &watch::Receiver<bool>) -> bool {
+    *rx.borrow() || rx.has_changed().is_err()
+}
+
+/// Runs until the engine drops its sender, or shutdown.
+async fn exec_loop(mut rx: tokio::sync::mpsc::UnboundedReceiver<ExecJob>, ctx: ExecCtx) {
     let mut tasks = tokio::task::JoinSet::new();
-    while let Some(job) = rx.recv().await {
+    let mut stop = ctx.shutdown.clone();
+    loop {
+        let job = tokio::select! {
+            biased;
+            () = stopped(&mut stop) => break,
+            job = rx.recv() => job,
+        };
+        let Some(job) = job else { break };
         ctx.inflight.fetch_add(1, Ordering::AcqRel);
         let c = ctx.clone();
-        tasks.spawn(async move {
-            handle(job, &c).await;
-            c.inflight.fetch_sub(1, Ordering::AcqRel);
-        });
+        tasks.spawn(async move { handle(job, &c).await });
         while tasks.try_join_next().is_some() {}
+    }
+    // Jobs still queued were decided before shutdown but are not sent any more.
+    rx.close();
+    while let Some(job) = rx.recv().await {
+        ctx.inflight.fetch_add(1, Ordering::AcqRel);
+        ctx.counters.dropped_at_shutdown.fetch_add(1, Ordering::Relaxed);
+        let nonce = job.txs.first().map_or(0, |t| t.nonce);
+        report(&ctx, &job, nonce, ExecResult::NotDelivered { resync: None });
     }
     while tasks.join_next().await.is_some() {}
 }
 
+/// Sends `result` to the engine; every result but `Orphaned` closes the job, `Orphaned` opens it
+/// again.
+fn report(c: &ExecCtx, job: &ExecJob, nonce: u64, result: ExecResult) {
+    report_mined(c, job, nonce, result, I256::ZERO, 0.0);
+}
+
+/// As [`report`], with the profit-token balance change and the gas paid of a mined submission.
+fn report_mined(
+    c: &ExecCtx,
+    job: &ExecJob,
+    nonce: u64,
+    result: ExecResult,
+    delta: I256,
+    gas_usd: f64,
+) {
+    if matches!(result, ExecResult::Orphaned { .. }) {
+        c.inflight.fetch_add(1, Ordering::AcqRel);
+    } else {
+        c.inflight.fetch_sub(1, Ordering::AcqRel);
+    }
+    let _ = c.back.send(Input::Exec(ExecReport {
+        opportunity: job.opportunity,
+        route: job.route,
+        nonce,
+        result,
+        delta,
+        gas_usd,
+    }));
+}
+
+/// How tracking ended.
+enum Tracking {
+    Decided(Box<InclusionOutcome>),
+    /// The bundle's parent block was replaced before the target block was mined.
+    ParentReplaced,
+    /// Shutdown began while a bundle waited for its block.
+    Shutdown,
+}
+
+/// Consecutive failed reads after which a tracked submission counts as missed.
+const MAX_READ_FAILURES: u32 = 40;
+
 async fn handle(job: ExecJob, c: &ExecCtx) {
     let nonce = job.txs.first().map_or(0, |t| t.nonce);
+    if is_stopping(&c.shutdown) {
+        c.counters.dropped_at_shutdown.fetch_add(1, Ordering::Relaxed);
+        report(c, &job, nonce, ExecResult::NotDelivered { resync: None });
+        return;
+    }
     let leading = if job.bundle { job.leading.clone() } else { Vec::new() };
     let req = SubmitRequest {
         target_block: job.target_block,
@@ -137,7 +349,7 @@ async fn handle(job: ExecJob, c: &ExecCtx) {
         txs: job.txs.clone(),
         replacement_uuid: None,
     };
-    let report = c.submitter.submit(&req).await;
+    let report_ = c.submitter.submit(&req).await;
     c.sent.fetch_add(1, Ordering::AcqRel);
     let at_ms = ledger::now_unix_ms();
     let hashes: Vec<_> = job.txs.iter().map(|t| t.hash).collect();
@@ -157,9 +369,12 @@ async fn handle(job: ExecJob, c: &ExecCtx) {
         at_ms,
     };
     let mut resync = None;
-    let delivered = match &report {
+    let mut uuid: Option<Uuid> = None;
+    let mut destinations: Vec<String> = Vec::new();
+    let delivered = match &report_ {
         SubmitReport::RawTx(results) => {
             let first = results.first();
+            destinations.extend(first.map(|r| r.endpoint.clone()));
             match first.map(|r| &r.outcome) {
                 Some(RawTxOutcome::Accepted { .. }) => {
                     sub.outcome = SubmissionOutcome::Accepted;
@@ -182,7 +397,11 @@ async fn handle(job: ExecJob, c: &ExecCtx) {
             }
         }
         SubmitReport::Bundle(b) => {
-            sub.relay = b.results.iter().find(|r| r.outcome.is_accepted()).map(|r| r.relay.clone());
+            uuid = Some(b.replacement_uuid);
+            destinations.extend(
+                b.results.iter().filter(|r| r.outcome.is_accepted()).map(|r| r.relay.clone()),
+            );
+            sub.relay = destinations.first().cloned();
             sub.detail = Some(format!(
                 "bundle {} to {} relay(s), {} accepted",
                 b.bundle_hash,
@@ -204,37 +423,178 @@ async fn handle(job: ExecJob, c: &ExecCtx) {
         }
     };
     if let Some(l) = &c.ledger {
-        l.record(sub);
+        l.record(sub.clone());
     }
     if !delivered {
-        let _ = c.back.send(Input::Exec(ExecReport {
-            opportunity: job.opportunity,
-            route: job.route,
-            nonce,
-            result: ExecResult::NotDelivered { resync },
-            delta: I256::ZERO,
-            gas_usd: 0.0,
-        }));
+        report(c, &job, nonce, ExecResult::NotDelivered { resync });
         return;
     }
-    let tracked = Tracked::new(&job.txs, job.target_block, c.window)
+    let mut tracked = Tracked::new(&job.txs, job.target_block, c.settings.window)
         .with_profit(ProfitProbe { token: job.profit_token, holder: job.executor });
-    let outcome = match c.tracker.wait(&tracked, c.poll).await {
-        Ok(o) => o,
-        Err(e) => {
-            warn!(opp = job.opportunity, error = %e, "inclusion tracking failed; counted as missed");
-            InclusionOutcome::Missed { reason: crate::exec::MissReason::NotIncluded }
+    let mut stop = c.shutdown.clone();
+    let mut cancellable = uuid;
+    let mut cancel_reason = None;
+    loop {
+        let outcome = match track(&job, &tracked, cancellable.is_some(), c, &mut stop).await {
+            Tracking::Decided(o) => *o,
+            Tracking::ParentReplaced => {
+                // The state the bundle was built on is gone: cancel it, then see where it ends
+                // (a relay may have included it anyway).
+                let why =
+                    format!("block {} replaced by a reorg", job.target_block.saturating_sub(1));
+                cancel(c, cancellable.take(), &sub, &why).await;
+                cancel_reason = Some(why);
+                continue;
+            }
+            Tracking::Shutdown => {
+                cancel(c, cancellable.take(), &sub, "shutdown").await;
+                report(c, &job, nonce, ExecResult::NotDelivered { resync: None });
+                return;
+            }
+        };
+        let (booked_usd, landed) = book(&job, &outcome, c, &destinations, cancel_reason.as_deref());
+        let Some(landed) = landed else { return };
+        if !orphaned(&landed, c, &mut stop).await {
+            return;
         }
-    };
-    let paid_usd = match &outcome {
-        InclusionOutcome::Included(l) | InclusionOutcome::Reverted(l) => {
-            u256_f64(l.gas_cost_wei) / 1e18 * job.native_usd
+        // Reorged out: reverse what was booked, resync, and track again (never re-sent).
+        c.counters.orphaned.fetch_add(1, Ordering::Relaxed);
+        let delta = landed.pnl.as_ref().map_or(I256::ZERO, |p| p.token_delta());
+        warn!(opp = job.opportunity, block = landed.block, "inclusion orphaned by a reorg");
+        if let Some(l) = &c.ledger {
+            l.record(ledger::Inclusion {
+                submission_id: job.submission,
+                block: landed.block,
+                status: InclusionStatus::Orphaned,
+                reason: Some(format!("block {} reorged out", landed.block)),
+                gas_used: landed.gas_used,
+                pnl_token: job.profit_token,
+                realised_pnl: delta.saturating_neg(),
+                realised_pnl_usd: Some(-booked_usd),
+                at_ms: ledger::now_unix_ms(),
+            });
         }
-        InclusionOutcome::Missed { .. } => 0.0,
-    };
-    let (status, block, gas_used, pnl, pnl_usd, reason, result) = match &outcome {
+        let resync = latest_nonce(c, &job).await;
+        report(c, &job, nonce, ExecResult::Orphaned { pnl_usd: booked_usd, resync });
+        let head = c.tracker.head().await.unwrap_or(landed.block);
+        tracked.target_block = head.saturating_add(1);
+        cancellable = None;
+    }
+}
+
+/// Polls until `tracked` is decided, its parent is replaced (bundles), or shutdown (bundles).
+async fn track(
+    job: &ExecJob,
+    tracked: &Tracked,
+    cancellable: bool,
+    c: &ExecCtx,
+    stop: &mut watch::Receiver<bool>,
+) -> Tracking {
+    let mut failures = 0u32;
+    loop {
+        if cancellable && is_stopping(stop) {
+            return Tracking::Shutdown;
+        }
+        let decided = async {
+            let head = c.tracker.head().await?;
+            if cancellable
+                && head < tracked.target_block
+                && job.parent_hash != B256::ZERO
+                && let Some(parent) = c.tracker.block_hash(tracked.target_block - 1).await?
+                && parent != job.parent_hash
+            {
+                return Ok(Some(Tracking::ParentReplaced));
+            }
+            Ok::<_, crate::exec::TrackError>(
+                c.tracker.check(tracked, head).await?.map(|o| Tracking::Decided(Box::new(o))),
+            )
+        }
+        .await;
+        match decided {
+            Ok(Some(t)) => return t,
+            Ok(None) => failures = 0,
+            Err(e) => {
+                failures += 1;
+                if failures >= MAX_READ_FAILURES {
+                    warn!(opp = job.opportunity, error = %e, "inclusion tracking failed; counted as missed");
+                    return Tracking::Decided(Box::new(InclusionOutcome::Missed {
+                        reason: MissReason::NotIncluded,
+                    }));
+                }
+            }
+        }
+        if cancellable {
+            tokio::select! {
+                () = tokio::time::sleep(c.settings.poll) => {}
+                () = stopped(stop) => {}
+            }
+        } else {
+            tokio::time::sleep(c.settings.poll).await;
+        }
+    }
+}
+
+/// Cancels the bundle `uuid` (if any) on every relay and records the submission as cancelled.
+async fn cancel(c: &ExecCtx, uuid: Option<Uuid>, sub: &ledger::Submission, why: &str) {
+    let Some(uuid) = uuid else { return };
+    let results = c.submitter.cancel(uuid).await;
+    let acked = results.iter().filter(|r| r.outcome.is_accepted()).count();
+    c.counters.cancelled.fetch_add(1, Ordering::Relaxed);
+    info!(opp = sub.opportunity_id, why, acked, relays = results.len(), "bundle cancelled");
+    if let Some(l) = &c.ledger {
+        let mut cancelled = sub.clone();
+        cancelled.outcome = SubmissionOutcome::Cancelled;
+        cancelled.detail =
+            Some(format!("cancelled ({why}): {acked} of {} relay(s) acknowledged", results.len()));
+        l.record(cancelled);
+    }
+}
+
+/// Watches a landed submission for `confirmations` blocks: true when a reorg orphaned it, false
+/// once final (or shutdown, or the node stays unreadable).
+async fn orphaned(landed: &Landed, c: &ExecCtx, stop: &mut watch::Receiver<bool>) -> bool {
+    let mut failures = 0u32;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(c.settings.poll) => {}
+            () = stopped(stop) => return false,
+        }
+        let seen = async {
+            let head = c.tracker.head().await?;
+            let canonical = c.tracker.is_canonical(landed).await?;
+            Ok::<_, crate::exec::TrackError>((head, canonical))
+        }
+        .await;
+        match seen {
+            Ok((_, false)) => return true,
+            Ok((head, true)) => {
+                if head >= landed.block.saturating_add(c.settings.confirmations) {
+                    return false;
+                }
+                failures = 0;
+            }
+            Err(_) => {
+                failures += 1;
+                if failures >= MAX_READ_FAILURES {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// Books a decided outcome (ledger, counters, report): the PnL booked in USD, and what landed.
+fn book(
+    job: &ExecJob,
+    outcome: &InclusionOutcome,
+    c: &ExecCtx,
+    destinations: &[String],
+    cancelled: Option<&str>,
+) -> (f64, Option<Landed>) {
+    let nonce = job.txs.first().map_or(0, |t| t.nonce);
+    let (status, block, gas_used, pnl, pnl_usd, reason, result) = match outcome {
         InclusionOutcome::Included(l) | InclusionOutcome::Reverted(l) => {
-            let gas_usd = paid_usd;
+            let gas_usd = u256_f64(l.gas_cost_wei) / 1e18 * job.native_usd;
             let delta = l.pnl.as_ref().map_or(I256::ZERO, |p| p.token_delta());
             let token_usd = signed(delta) * job.profit_usd_per_raw;
             let pnl_usd = token_usd - gas_usd - job.cost_usd;
@@ -266,11 +626,22 @@ async fn handle(job: ExecJob, c: &ExecCtx) {
             0,
             I256::ZERO,
             0.0,
-            Some(format!("{reason:?}")),
+            Some(match cancelled {
+                Some(why) => format!("cancelled: {why}"),
+                None => format!("{reason:?}"),
+            }),
             ExecResult::Missed,
         ),
     };
     info!(opp = job.opportunity, ?status, block, gas_used, realised = %pnl, pnl_usd, "inclusion");
+    c.counters.count(
+        destinations,
+        match status {
+            InclusionStatus::Included => "included",
+            InclusionStatus::Reverted => "reverted",
+            InclusionStatus::Missed | InclusionStatus::Orphaned => "missed",
+        },
+    );
     if let Some(l) = &c.ledger {
         l.record(ledger::Inclusion {
             submission_id: job.submission,
@@ -284,14 +655,18 @@ async fn handle(job: ExecJob, c: &ExecCtx) {
             at_ms: ledger::now_unix_ms(),
         });
     }
-    let _ = c.back.send(Input::Exec(ExecReport {
-        opportunity: job.opportunity,
-        route: job.route,
-        nonce,
-        result,
-        delta: pnl,
-        gas_usd: paid_usd,
-    }));
+    let paid_usd = match outcome {
+        InclusionOutcome::Included(l) | InclusionOutcome::Reverted(l) => {
+            u256_f64(l.gas_cost_wei) / 1e18 * job.native_usd
+        }
+        InclusionOutcome::Missed { .. } => 0.0,
+    };
+    report_mined(c, job, nonce, result, pnl, paid_usd);
+    let landed = match outcome {
+        InclusionOutcome::Included(l) | InclusionOutcome::Reverted(l) => Some(l.clone()),
+        InclusionOutcome::Missed { .. } => None,
+    };
+    (pnl_usd, landed)
 }
 
 fn signed(v: I256) -> f64 {

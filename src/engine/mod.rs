@@ -74,7 +74,9 @@ use crate::{
 };
 
 pub use control::ControlSender;
-pub use exec_task::{ExecJob, ExecReport, ExecResult};
+pub use exec_task::{
+    ExecCounters, ExecHandle, ExecJob, ExecReport, ExecResult, ExecSettings, spawn_exec,
+};
 pub use feeder::FeederCmd;
 pub use market::{Market, RouteEntry, TokenMeta};
 pub use run::{
@@ -1105,6 +1107,7 @@ impl Engine {
                 leading: pending.iter().map(|(_, raw)| raw.clone()).collect(),
                 txs: vec![signed],
                 target_block: next.number,
+                parent_hash: head.hash,
                 profit_token: entry.route.token(),
                 executor: self.p.executor,
                 simulated_profit: sim_profit,
@@ -1329,6 +1332,17 @@ impl Engine {
     // ---------------------------------------------------------------------------------------
 
     fn on_exec(&mut self, r: ExecReport) {
+        if let ExecResult::Orphaned { pnl_usd, resync } = r.result {
+            // Reorged out: reverse the PnL booked, follow the chain's nonce, and wait for the
+            // submission's next outcome.
+            self.outstanding += 1;
+            let micro = (pnl_usd * 1e6) as i64;
+            self.stats.realised_pnl_micro_usd.fetch_sub(micro, Ordering::Relaxed);
+            if let Some(n) = resync {
+                self.nonce.resync(n);
+            }
+            return;
+        }
         self.outstanding = self.outstanding.saturating_sub(1);
         self.on_leg_outcome(r.opportunity, matches!(r.result, ExecResult::Included { .. }));
         self.x_on_exec(&r);
@@ -1352,6 +1366,7 @@ impl Engine {
                 self.nonce.release(r.nonce);
                 self.gate.record_miss(r.route, unix)
             }
+            ExecResult::Orphaned { .. } => Ok(None),
             ExecResult::NotDelivered { resync } => {
                 match resync {
                     Some(latest) => {

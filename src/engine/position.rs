@@ -487,6 +487,7 @@ impl Engine {
             leading: Vec::new(),
             txs: vec![signed],
             target_block: next_number,
+            parent_hash: self.cache.head().map_or(alloy::primitives::B256::ZERO, |h| h.hash),
             profit_token: leg.token_out,
             executor: self.p.executor,
             simulated_profit: leg.got,

@@ -101,13 +101,15 @@ pub struct RunHandle {
     pub inflight: Arc<AtomicU64>,
     /// Submissions handed to an endpoint (answered or failed).
     pub sent: Arc<AtomicU64>,
+    /// The exec task's outcome counters (per relay, orphaned, cancelled).
+    pub exec_counters: Arc<super::ExecCounters>,
     /// Number of candidate routes.
     pub routes: usize,
     control: Sender<Input>,
     engine: Option<JoinHandle<()>>,
     feeder: Option<JoinHandle<()>>,
     ingest: Option<IngestHandle>,
-    exec: Option<tokio::task::JoinHandle<()>>,
+    exec: Option<super::ExecHandle>,
 }
 
 impl RunHandle {
@@ -152,9 +154,15 @@ impl RunHandle {
         })
     }
 
-    /// Stops everything: no new decisions, the feed and the engine end, in-flight submissions are
-    /// tracked to their outcome (within `deadline`), the ledger is flushed by the caller.
+    /// Stops everything within `deadline`: no new decisions and nothing queued is sent any
+    /// more, bundles waiting for their block are cancelled on the relays (by replacement uuid),
+    /// the feed and the engine end, raw transactions in flight are tracked to their outcome until
+    /// the deadline. The ledger is flushed by the caller.
     pub async fn stop(mut self, deadline: Duration) {
+        let t0 = std::time::Instant::now();
+        if let Some(x) = &self.exec {
+            x.begin_shutdown();
+        }
         let _ = self.control.send(Input::Control(Control::Stop));
         if let Some(i) = self.ingest.take() {
             i.stop().await;
@@ -171,7 +179,7 @@ impl RunHandle {
         })
         .await;
         if let Some(x) = self.exec.take() {
-            let _ = tokio::time::timeout(deadline, x).await;
+            let _ = x.shutdown(deadline.saturating_sub(t0.elapsed())).await;
         }
     }
 }
@@ -375,27 +383,27 @@ pub fn start<S: StateSource + 'static>(
         in_tx.clone(),
         chain.name.clone(),
     )?;
-    let inflight = Arc::new(AtomicU64::new(0));
-    let sent = Arc::new(AtomicU64::new(0));
-    let (exec_tx, exec_rx) = tokio::sync::mpsc::unbounded_channel();
-    let exec = if mode.sends() {
+    let (exec_tx, exec) = if mode.sends() {
         let submitter =
             Submitter::from_config_with_identity(&chain, o.identity, Duration::from_secs(2))?;
         let tracker = InclusionTracker::new(&chain.name, &chain.http_url, Duration::from_secs(2))?;
-        let ctx = exec_task::ExecCtx {
-            submitter: Arc::new(submitter),
-            tracker: Arc::new(tracker),
-            ledger: o.ledger.clone(),
-            back: in_tx.clone(),
-            inflight: inflight.clone(),
-            sent: sent.clone(),
-            window: 3,
-            poll: Duration::from_millis(25),
-        };
-        Some(tokio::spawn(exec_task::exec_loop(exec_rx, ctx)))
+        let (jobs, handle) = exec_task::spawn_exec(
+            submitter,
+            tracker,
+            o.ledger.clone(),
+            in_tx.clone(),
+            exec_task::ExecSettings::default(),
+        );
+        (Some(jobs), Some(handle))
     } else {
-        None
+        (None, None)
     };
+    let inflight =
+        exec.as_ref().map_or_else(|| Arc::new(AtomicU64::new(0)), |e| e.inflight.clone());
+    let sent = exec.as_ref().map_or_else(|| Arc::new(AtomicU64::new(0)), |e| e.sent.clone());
+    let exec_counters = exec
+        .as_ref()
+        .map_or_else(|| Arc::new(exec_task::ExecCounters::default()), |e| e.counters.clone());
     let stats = Arc::new(EngineStats::default());
     let params = EngineParams {
         chain: chain.clone(),
@@ -412,15 +420,7 @@ pub fn start<S: StateSource + 'static>(
         ledger: o.ledger,
         histograms: o.histograms,
     };
-    let engine = Engine::new(
-        params,
-        cache,
-        sim,
-        market,
-        cmd_tx,
-        exec.as_ref().map(|_| exec_tx),
-        stats.clone(),
-    )?;
+    let engine = Engine::new(params, cache, sim, market, cmd_tx, exec_tx, stats.clone())?;
     let pending_rx = events.pending;
     let engine = std::thread::Builder::new()
         .name(format!("engine-{}", chain.name))
@@ -429,6 +429,7 @@ pub fn start<S: StateSource + 'static>(
         stats,
         inflight,
         sent,
+        exec_counters,
         routes,
         control: in_tx,
         engine: Some(engine),

@@ -249,6 +249,12 @@ impl Engine {
 
     /// Routes a submission's outcome to the coordinator when it was a cross-chain submission.
     pub(super) fn x_on_exec(&mut self, r: &ExecReport) {
+        if matches!(r.result, ExecResult::Orphaned { .. }) {
+            // The coordinator already booked this leg; a reorg took its block. The exec task
+            // keeps tracking it; the trade's books are not reopened (noted for the desk).
+            warn!(opp = r.opportunity, "a reorg orphaned a cross-chain submission already booked");
+            return;
+        }
         let Some((xid, bridge)) = self.x.sent.remove(&r.opportunity) else { return };
         let chain_id = self.p.chain.chain_id;
         let outcome = match &r.result {
@@ -257,7 +263,9 @@ impl Engine {
                 LegOutcome::Landed { amount_out, gas_usd: r.gas_usd }
             }
             ExecResult::Reverted { gas_usd } => LegOutcome::Reverted { gas_usd: *gas_usd },
-            ExecResult::Missed | ExecResult::NotDelivered { .. } => LegOutcome::Missed,
+            ExecResult::Missed
+            | ExecResult::NotDelivered { .. }
+            | ExecResult::Orphaned { .. } => LegOutcome::Missed,
         };
         let e = if bridge {
             XEvent::Bridge { xid, chain_id, outcome }

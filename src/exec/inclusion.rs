@@ -95,6 +95,8 @@ pub struct TxReceiptSummary {
     pub hash: B256,
     /// Block it was mined in.
     pub block: u64,
+    /// That block's hash (a reorg that replaces the block orphans the transaction).
+    pub block_hash: B256,
     /// Index within the block.
     pub index: u64,
     /// Gas used.
@@ -314,6 +316,41 @@ impl InclusionTracker {
         self.read("eth_getTransactionCount", self.provider.get_transaction_count(address)).await
     }
 
+    /// The node's latest block number.
+    ///
+    /// # Errors
+    /// [`TrackError`] when the read fails or times out.
+    pub async fn head(&self) -> Result<u64, TrackError> {
+        self.read("eth_blockNumber", self.provider.get_block_number()).await
+    }
+
+    /// The hash of the canonical block `number`, `None` when the node has no such block yet.
+    ///
+    /// # Errors
+    /// [`TrackError`] when the read fails or times out.
+    pub async fn block_hash(&self, number: u64) -> Result<Option<B256>, TrackError> {
+        let call = format!("eth_getBlockByNumber {number}");
+        let block = self
+            .read(&call, self.provider.get_block_by_number(number.into()).into_future())
+            .await?;
+        Ok(block.map(|b| b.header.hash))
+    }
+
+    /// Whether every mined transaction of `landed` is still in the block it was seen in (a
+    /// reorg that replaced that block orphans it: its receipt is gone or names another block).
+    ///
+    /// # Errors
+    /// [`TrackError`] when a read fails or times out.
+    pub async fn is_canonical(&self, landed: &Landed) -> Result<bool, TrackError> {
+        for tx in &landed.txs {
+            match self.receipt(tx.hash).await? {
+                Some(now) if now.block_hash == tx.block_hash => {}
+                _ => return Ok(false),
+            }
+        }
+        Ok(true)
+    }
+
     async fn landed(
         &self,
         tracked: &Tracked,
@@ -352,6 +389,7 @@ impl InclusionTracker {
         Ok(Some(TxReceiptSummary {
             hash,
             block,
+            block_hash: r.block_hash.unwrap_or_default(),
             index: r.transaction_index.unwrap_or_default(),
             gas_used: r.gas_used,
             effective_gas_price: r.effective_gas_price,

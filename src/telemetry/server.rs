@@ -82,6 +82,10 @@ impl Exporter {
             family_header(&mut out, "cantilever_rss_bytes", "Resident set size.", "gauge");
             sample(&mut out, "cantilever_rss_bytes", &[], rss as f64);
         }
+        if let Some(n) = open_files() {
+            family_header(&mut out, "cantilever_open_files", "Open file descriptors.", "gauge");
+            sample(&mut out, "cantilever_open_files", &[], n as f64);
+        }
 
         self.histograms.with_latest(|hists| {
             let Some(hists) = hists else { return };
@@ -216,4 +220,9 @@ fn reply(status: StatusCode, content_type: &'static str, body: String) -> Respon
     *r.status_mut() = status;
     r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
+}
+
+/// Open file descriptors of this process (Linux: entries of `/proc/self/fd`); `None` elsewhere.
+fn open_files() -> Option<u64> {
+    std::fs::read_dir("/proc/self/fd").ok().map(|d| d.count() as u64)
 }

@@ -63,6 +63,8 @@ pub(crate) enum RelayMode {
     Hang,
     /// Change the body in flight (the target block) before verifying, like a tampering proxy.
     Tamper,
+    /// Verify and accept, but forward nothing: the bundle waits for its block (until cancelled).
+    Hold,
 }
 
 #[derive(Default)]
@@ -140,7 +142,7 @@ async fn handle(req: Request<Incoming>, state: &RelayState) -> Response<Full<hyp
             let params = &request["params"][0];
             let txs: Vec<Bytes> = serde_json::from_value(params["txs"].clone()).unwrap();
             // Forward in order with automine off, then mine exactly one block.
-            for tx in &txs {
+            for tx in txs.iter().filter(|_| *mode != RelayMode::Hold) {
                 // A victim seen in the public mempool is already in the node's pool.
                 let sent: Result<B256, _> = anvil
                     .client()
@@ -150,7 +152,9 @@ async fn handle(req: Request<Incoming>, state: &RelayState) -> Response<Full<hyp
                     assert!(e.to_string().contains("already"), "relay forward failed: {e}");
                 }
             }
-            anvil.anvil_mine(Some(1), None).await.unwrap();
+            if *mode != RelayMode::Hold {
+                anvil.anvil_mine(Some(1), None).await.unwrap();
+            }
             let hash = keccak256(txs.iter().flat_map(|t| keccak256(t).0).collect::<Vec<u8>>());
             log.lock().unwrap().bundles.push(txs);
             reply(
