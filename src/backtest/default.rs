@@ -75,10 +75,7 @@ pub fn setup() -> Result<Setup, BacktestError> {
 ///
 /// # Errors
 /// [`BacktestError::Config`] when the chain is missing or the configuration is invalid.
-pub fn setup_for(
-    m: &crate::devnet::DevnetManifest,
-    chain_id: u64,
-) -> Result<Setup, BacktestError> {
+pub fn setup_for(m: &crate::devnet::DevnetManifest, chain_id: u64) -> Result<Setup, BacktestError> {
     let cfg = crate::devnet::devnet_config(m).map_err(|e| bad(e.to_string()))?;
     let chain = cfg
         .chains

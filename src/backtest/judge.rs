@@ -204,10 +204,10 @@ impl<S: StateSource> Judge<S> {
         let gas_price = signed
             .max_fee_per_gas
             .min(u128::from(env.base_fee).saturating_add(signed.max_priority_fee_per_gas));
-        let gas_usd = crate::engine::market::u256_f64(
-            U256::from(outcome.gas_used) * U256::from(gas_price),
-        ) / 1e18
-            * self.native_usd;
+        let gas_usd =
+            crate::engine::market::u256_f64(U256::from(outcome.gas_used) * U256::from(gas_price))
+                / 1e18
+                * self.native_usd;
         let token_usd = |v: I256| {
             let m = job.profit_usd_per_raw;
             if v.is_negative() {

@@ -541,10 +541,9 @@ async fn drive<S: StateSource + Clone + 'static>(
 ) -> Result<BacktestReport, BacktestError> {
     let chain = &setup.chain;
     let operator = setup.operator;
-    let warmed =
-        warm_up(source.clone(), chain, &setup.strategies, SpecId::PRAGUE, operator)
-            .await
-            .map_err(|e| BacktestError::Engine(e.to_string()))?;
+    let warmed = warm_up(source.clone(), chain, &setup.strategies, SpecId::PRAGUE, operator)
+        .await
+        .map_err(|e| BacktestError::Engine(e.to_string()))?;
     let Warmed { refresher, cache, sim, market } = warmed;
     let mut judge = Judge::new(source.clone(), chain, operator).await?;
     let start_nonce = cache.account(&operator).map_or(0, |a| a.nonce);
@@ -610,13 +609,14 @@ async fn drive<S: StateSource + Clone + 'static>(
         transactions += b.txs.len() as u64;
         // The block's transactions, in order, as the pending stream.
         for tx in &b.txs {
-            let p = PendingTx { chain_id: chain.chain_id, tx: tx.clone(), received_at: Instant::now() };
+            let p =
+                PendingTx { chain_id: chain.chain_id, tx: tx.clone(), received_at: Instant::now() };
             driver.handle(Input::Pending(Box::new(p))).await;
         }
         let jobs = driver.take_jobs();
         let env = Judge::<S>::env_of(&info);
-        let l = settle(jobs, &mut judge, &mut driver, &recorded, &env, &mut outcomes, operator)
-            .await?;
+        let l =
+            settle(jobs, &mut judge, &mut driver, &recorded, &env, &mut outcomes, operator).await?;
         landed.entry(b.number).or_default().extend(l);
         // The real block as the head.
         judge.advance(b.hash).await?;
@@ -636,13 +636,14 @@ async fn drive<S: StateSource + Clone + 'static>(
             Some(n) => Judge::<S>::env_of(&block_info(n.hash).await?),
             None => judge.env_after_head()?,
         };
-        let l = settle(jobs, &mut judge, &mut driver, &[], &next_env, &mut outcomes, operator)
-            .await?;
+        let l =
+            settle(jobs, &mut judge, &mut driver, &[], &next_env, &mut outcomes, operator).await?;
         landed.entry(b.number + 1).or_default().extend(l);
         // The peg at the end of the block, without and with the bot's landed transactions.
         let extra = landed.get(&b.number).cloned().unwrap_or_default();
-        let without = judge.peg(&[], &next_env).await?;
-        let with = if extra.is_empty() { without.clone() } else { judge.peg(&extra, &next_env).await? };
+        // In the environment of the block they landed in (their deadline is that block).
+        let without = judge.peg(&[], &env).await?;
+        let with = if extra.is_empty() { without.clone() } else { judge.peg(&extra, &env).await? };
         for ((pool, w0), (_, w1)) in without.into_iter().zip(with) {
             peg.push(PegRow { block: b.number, pool, without_bps: w0, with_bps: w1 });
         }
@@ -674,14 +675,17 @@ fn decision_rows(records: &[Record], outcomes: &BTreeMap<u64, Outcome>) -> Vec<D
     for r in records {
         match r {
             Record::Opportunity(o) => {
-                rows.insert(o.id, DecisionRow {
-                    opportunity: o.id,
-                    block: o.block,
-                    strategy: o.strategy.clone(),
-                    route: o.route.clone(),
-                    expected_profit_usd: o.expected_profit_usd.unwrap_or(0.0),
-                    ..DecisionRow::default()
-                });
+                rows.insert(
+                    o.id,
+                    DecisionRow {
+                        opportunity: o.id,
+                        block: o.block,
+                        strategy: o.strategy.clone(),
+                        route: o.route.clone(),
+                        expected_profit_usd: o.expected_profit_usd.unwrap_or(0.0),
+                        ..DecisionRow::default()
+                    },
+                );
             }
             Record::Decision(d) => {
                 if let Some(row) = rows.get_mut(&d.opportunity_id) {

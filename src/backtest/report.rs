@@ -205,7 +205,13 @@ impl std::fmt::Display for BacktestReport {
         writeln!(
             f,
             "backtest {}: chain {} ({}), blocks {}..={} ({} blocks, {} transactions replayed)",
-            self.source, self.chain, self.chain_id, self.from, self.to, self.blocks, self.transactions
+            self.source,
+            self.chain,
+            self.chain_id,
+            self.from,
+            self.to,
+            self.blocks,
+            self.transactions
         )?;
         writeln!(f, "totals:")?;
         group_line(f, &self.totals)?;
@@ -219,9 +225,8 @@ impl std::fmt::Display for BacktestReport {
         }
         let by = self.peg_by_block();
         if !by.is_empty() {
-            let worst = |i: usize| {
-                by.iter().map(|r| if i == 0 { r.1 } else { r.2 }).fold(0.0f64, f64::max)
-            };
+            let worst =
+                |i: usize| by.iter().map(|r| if i == 0 { r.1 } else { r.2 }).fold(0.0f64, f64::max);
             let mean = |i: usize| {
                 by.iter().map(|r| if i == 0 { r.1 } else { r.2 }).sum::<f64>() / by.len() as f64
             };

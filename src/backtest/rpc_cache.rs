@@ -137,7 +137,8 @@ pub struct CacheService<S> {
 }
 
 /// Block tags whose answer moves with the chain.
-const MOVING: [&str; 5] = ["\"latest\"", "\"pending\"", "\"safe\"", "\"finalized\"", "\"earliest\""];
+const MOVING: [&str; 5] =
+    ["\"latest\"", "\"pending\"", "\"safe\"", "\"finalized\"", "\"earliest\""];
 
 /// The cache key of `req` (method and params) and the block it names, or `None` when its answer
 /// may change.
@@ -167,7 +168,8 @@ fn key_of(req: &SerializedRequest) -> Option<(String, String, String)> {
 
 impl Shared {
     fn get(&self, key: &str) -> Result<Option<Box<RawValue>>, TransportError> {
-        let db = self.db.lock().map_err(|_| TransportErrorKind::custom_str("RPC cache poisoned"))?;
+        let db =
+            self.db.lock().map_err(|_| TransportErrorKind::custom_str("RPC cache poisoned"))?;
         let text: Option<String> = db
             .query_row("SELECT result FROM answers WHERE key = ?1", [key], |r| r.get(0))
             .optional()
@@ -243,7 +245,10 @@ where
                     .iter()
                     .zip(cached)
                     .filter_map(|(r, c)| {
-                        c.map(|c| Response { id: r.id().clone(), payload: ResponsePayload::Success(c) })
+                        c.map(|c| Response {
+                            id: r.id().clone(),
+                            payload: ResponsePayload::Success(c),
+                        })
                     })
                     .collect();
                 return Ok(match req {
@@ -260,7 +265,9 @@ where
                 .iter()
                 .zip(keys)
                 .filter_map(|(r, k)| {
-                    k.map(|k| (r.id().clone(), k, r.params().map_or("[]", RawValue::get).to_owned()))
+                    k.map(|k| {
+                        (r.id().clone(), k, r.params().map_or("[]", RawValue::get).to_owned())
+                    })
                 })
                 .collect();
             let n = reqs.len() as u32;
