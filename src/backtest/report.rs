@@ -247,8 +247,11 @@ fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-/// An SVG line plot of `series` (label, colour, points) over x.
-fn plot(title: &str, y_label: &str, series: &[(&str, &str, Vec<(f64, f64)>)]) -> String {
+/// One line of a plot: label, colour, points.
+type Series<'a> = (&'a str, &'a str, Vec<(f64, f64)>);
+
+/// An SVG line plot of `series` over x.
+fn plot(title: &str, y_label: &str, series: &[Series<'_>]) -> String {
     let (w, h, m) = (720.0, 260.0, 48.0);
     let pts = series.iter().flat_map(|s| s.2.iter());
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
