@@ -51,7 +51,7 @@ enum Command {
     /// and report per strategy and route, with the peg with and without the bot.
     #[command(long_about = BACKTEST_ABOUT)]
     Backtest {
-        /// HTTP endpoint of an archive node (may be a `${ENV_VAR}`-free URL; never printed).
+        /// HTTP endpoint of an archive node (or set CANTILEVER_BACKTEST_RPC); never printed.
         #[arg(
             long,
             value_name = "URL",

@@ -292,3 +292,43 @@ where
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(method: &'static str, params: &str) -> SerializedRequest {
+        let params = RawValue::from_string(params.to_owned()).unwrap();
+        alloy::rpc::json_rpc::Request::new(method, alloy::rpc::json_rpc::Id::Number(1), params)
+            .serialize()
+            .unwrap()
+    }
+
+    #[test]
+    fn pinned_requests_are_keyed_with_their_block_and_moving_ones_are_not() {
+        let (key, method, block) =
+            key_of(&req("eth_getStorageAt", r#"["0x01","0x02",{"blockHash":"0xab"}]"#)).unwrap();
+        assert_eq!(method, "eth_getStorageAt");
+        assert_eq!(block, r#""0xab""#);
+        assert!(key.starts_with("eth_getStorageAt ["));
+        let (_, _, block) = key_of(&req("eth_getBlockByNumber", r#"["0x10",true]"#)).unwrap();
+        assert_eq!(block, r#""0x10""#);
+        assert!(key_of(&req("eth_getBlockByNumber", r#"["latest",true]"#)).is_none());
+        assert!(key_of(&req("eth_blockNumber", "[]")).is_none());
+    }
+
+    #[tokio::test]
+    async fn answers_are_stored_and_served_without_the_node() {
+        let dir =
+            std::env::temp_dir().join(format!("cantilever-rpc-cache-{}", uuid::Uuid::new_v4()));
+        let cache = RpcCache::open(&dir, 0).unwrap();
+        let k = key_of(&req("eth_chainId", "[]")).unwrap();
+        cache.shared.put(&k, "[]", "\"0x8a\"");
+        assert_eq!(cache.shared.get(&k.0).unwrap().unwrap().get(), "\"0x8a\"");
+        // Reopened: still there.
+        drop(cache);
+        let cache = RpcCache::open(&dir, 0).unwrap();
+        assert!(cache.shared.get(&k.0).unwrap().is_some());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

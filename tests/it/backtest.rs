@@ -255,3 +255,38 @@ async fn regenerate_default_cassette() {
     eprintln!("{report}");
     assert!(std::fs::metadata(&out).unwrap().len() < 2_000_000, "fixture under 2 MB");
 }
+
+/// `backtest --cassette` on the shipped fixture with its manifest: the same report as the
+/// embedded default, written as JSON and as a self-contained HTML page.
+#[test]
+fn cassette_command_writes_json_and_html() {
+    let dir = tempfile::tempdir().unwrap();
+    let (json, html) = (dir.path().join("r.json"), dir.path().join("r.html"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cantilever"))
+        .args(["backtest", "--cassette"])
+        .arg(fixture("usdc-2023.cas"))
+        .arg("--manifest")
+        .arg(fixture("usdc-2023.manifest.json"))
+        .arg("--json")
+        .arg(&json)
+        .arg("--html")
+        .arg(&html)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let strategies: Vec<_> =
+        report["strategies"].as_array().unwrap().iter().map(|s| s["name"].clone()).collect();
+    assert!(strategies.contains(&"depeg".into()) && strategies.contains(&"backrun".into()));
+    assert!(report["totals"]["signed"].as_u64().unwrap() > 0);
+    assert!(report["decisions"].as_array().unwrap().iter().any(|d| d["refusal"].is_string()));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("<svg") && !page.contains("<script"));
+    assert!(!page.contains("src=") && !page.contains("href="), "no external resource");
+    // The same numbers as the embedded default.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let default = rt.block_on(backtest::default::run_default(false)).unwrap();
+    assert_eq!(report["totals"], serde_json::to_value(&default.totals).unwrap());
+}
