@@ -239,7 +239,10 @@ impl std::fmt::Display for BacktestReport {
                 mean(1)
             )?;
         }
-        Ok(())
+        writeln!(
+            f,
+            "note: each trade is judged on the recorded chain, which never saw the bot's earlier trades; trades in consecutive blocks can take the same dislocation"
+        )
     }
 }
 
