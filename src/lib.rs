@@ -54,6 +54,9 @@
 //! - [`cassette`]: the recording format shared by `record`, `bench` and `backtest`: events with
 //!   arrival offsets and every state answer, a recording and a replaying [`state::StateSource`],
 //!   the event replay into the ingest channels, and `cantilever record`.
+//! - [`backtest`]: `cantilever backtest`, the real engine replayed over history (an archive RPC
+//!   behind an on-disk answer cache, or a cassette) and judged in revm against the real blocks:
+//!   would-have-landed, PnL after gas, the peg with and without the bot; the embedded default run.
 //! - [`bench`]: `cantilever bench`, a cassette replayed through the real engine in shadow mode,
 //!   per-stage latency percentiles for head and pending events, synthetic-pool scaling runs, and
 //!   `cantilever record --config`, a live session recorded through the engine's own reads.
@@ -67,6 +70,7 @@
 //!   on both chains before either is sent, leg-failure handling, bridge rebalancing.
 
 pub mod app;
+pub mod backtest;
 pub mod bench;
 pub mod cassette;
 pub mod config;

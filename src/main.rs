@@ -20,9 +20,9 @@ struct Cli {
     /// Log format on stderr [default: text; for `run`, `[telemetry] log_format` of the config].
     #[arg(long, global = true, value_enum)]
     log_format: Option<LogFormat>,
-    /// What to do.
+    /// What to do (none: backtest the embedded default depeg episode and print the report).
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 /// Log output format.
@@ -45,6 +45,60 @@ enum SideArg {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Backtest the real engine over history: per block, fork at its parent, replay its
+    /// transactions as the pending stream, then the block as the head; judge every transaction
+    /// the bot would have sent at its position on the real chain in revm (landed? PnL after gas)
+    /// and report per strategy and route, with the peg with and without the bot.
+    #[command(long_about = BACKTEST_ABOUT)]
+    Backtest {
+        /// HTTP endpoint of an archive node (or set CANTILEVER_BACKTEST_RPC); never printed.
+        #[arg(
+            long,
+            value_name = "URL",
+            env = "CANTILEVER_BACKTEST_RPC",
+            hide_env_values = true,
+            conflicts_with = "cassette",
+            requires_all = ["from", "to"]
+        )]
+        rpc: Option<String>,
+        /// First block (forked at its parent).
+        #[arg(long, value_name = "N")]
+        from: Option<u64>,
+        /// Last block (inclusive).
+        #[arg(long, value_name = "M")]
+        to: Option<u64>,
+        /// Replay a cassette written by `backtest --record` instead (no network).
+        #[arg(long, value_name = "FILE")]
+        cassette: Option<PathBuf>,
+        /// The TOML configuration (chains, strategies, limits) [default: the embedded default
+        /// devnet manifest].
+        #[arg(long, value_name = "FILE", conflicts_with = "manifest")]
+        config: Option<PathBuf>,
+        /// A devnet manifest (`cantilever devnet --out`) instead of --config.
+        #[arg(long, value_name = "FILE")]
+        manifest: Option<PathBuf>,
+        /// The chain's name in the configuration [default: the one with the node's chain id].
+        #[arg(long, value_name = "NAME")]
+        chain: Option<String>,
+        /// The executor's operator simulations run from [default: the manifest's].
+        #[arg(long, value_name = "ADDRESS")]
+        operator: Option<Address>,
+        /// Directory of the on-disk RPC answer cache (a re-run is answered from it, offline).
+        #[arg(long, value_name = "DIR", default_value = ".cantilever-cache")]
+        cache: PathBuf,
+        /// Most requests per second sent to the node.
+        #[arg(long, value_name = "N", default_value_t = 50)]
+        requests_per_s: u32,
+        /// Also write a cassette of the RPC run (replay it with --cassette).
+        #[arg(long, value_name = "FILE", requires = "rpc")]
+        record: Option<PathBuf>,
+        /// Write the report as JSON.
+        #[arg(long, value_name = "OUT")]
+        json: Option<PathBuf>,
+        /// Write the report as a self-contained HTML page with plots.
+        #[arg(long, value_name = "OUT")]
+        html: Option<PathBuf>,
+    },
     /// Run the bot: watch every configured chain that has an executor and trade it.
     #[command(long_about = RUN_ABOUT)]
     Run {
@@ -273,9 +327,109 @@ the ledger. Only the `[engine]` table of the configuration is read.
 
 A running bot stays halted until told: `kill -USR1 <pid>` makes it re-read the file and re-arm.";
 
+const BACKTEST_ABOUT: &str = "\
+Backtest the real engine over history, block by block: the engine (the same code as live, fed
+one event at a time, signing with a throwaway key, its execution wired to the judge: nothing is
+ever sent) forks at the block's parent, receives the block's transactions in block order as its
+pending stream, then the real block as its head. Every transaction it signs is executed in revm
+where it would have landed (a backrun right after its victim, a head trade at the top of the
+next block) on the real chain's state: landed or reverted, PnL after gas.
+
+  cantilever backtest --rpc URL --from N --to M [--config FILE] [--cache DIR] [--record FILE]
+  cantilever backtest --cassette FILE [--config FILE | --manifest FILE]
+
+Every RPC answer is kept in an on-disk cache (--cache) keyed by method and parameters (the block
+included), so a re-run is offline and identical; requests are throttled (--requests-per-s) and
+retried with backoff. The report gives, per strategy and per route: opportunities, approvals,
+refusals by kind, the would-have-landed rate and PnL; and the peg deviation per block without
+the bot (the recorded chain) and with it (after its landed transactions). --json and --html
+write it to files; a progress bar is drawn on stderr when it is a terminal.
+
+`cantilever` with no arguments runs the embedded default: a depeg episode modelled on USDC in
+March 2023, recorded from the devnet, with no network.";
+
+fn default_backtest(json: Option<PathBuf>, html: Option<PathBuf>) -> ExitCode {
+    run_async(async move {
+        let report = cantilever::backtest::default::run_default(true).await?;
+        print_backtest(&report, json, html)
+    })
+}
+
+fn print_backtest(
+    report: &cantilever::backtest::BacktestReport,
+    json: Option<PathBuf>,
+    html: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use cantilever::backtest::{render_html, write_file};
+    print!("{report}");
+    if let Some(p) = json {
+        write_file(&p, &format!("{}\n", serde_json::to_string_pretty(report)?))
+            .map_err(anyhow::Error::msg)?;
+    }
+    if let Some(p) = html {
+        write_file(&p, &render_html(report)).map_err(anyhow::Error::msg)?;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn backtest_command(
+    rpc: Option<String>,
+    from: Option<u64>,
+    to: Option<u64>,
+    cassette: Option<PathBuf>,
+    config: Option<cantilever::bench::ConfigFile>,
+    chain: Option<String>,
+    operator: Option<Address>,
+    cache: PathBuf,
+    requests_per_s: u32,
+    record: Option<PathBuf>,
+    json: Option<PathBuf>,
+    html: Option<PathBuf>,
+) -> ExitCode {
+    use cantilever::backtest::{self, RpcOptions, Setup};
+    run_async(async move {
+        let report = match (rpc, cassette) {
+            (Some(url), _) => {
+                let (Some(from), Some(to)) = (from, to) else {
+                    anyhow::bail!("--rpc needs --from and --to");
+                };
+                let o = RpcOptions {
+                    url,
+                    from,
+                    to,
+                    cache_dir: cache,
+                    requests_per_s,
+                    record,
+                    config,
+                    chain,
+                    operator,
+                    progress: true,
+                };
+                backtest::run_rpc(&o).await?
+            }
+            (None, Some(path)) => {
+                let c = cantilever::cassette::Cassette::load(&path)?;
+                let operator = operator.or_else(|| backtest::cassette_operator(&c));
+                let setup =
+                    Setup::load(config.as_ref(), chain.as_deref(), c.meta.chain_id, operator)?;
+                let label = path.display().to_string();
+                backtest::run_cassette(&c, &setup, &label, true).await?
+            }
+            (None, None) => cantilever::backtest::default::run_default(true).await?,
+        };
+        print_backtest(&report, json, html)
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Run { config, dry_run, shadow, chain, shutdown_deadline_secs } = cli.command {
+    let Some(command) = cli.command else {
+        // No arguments: the main job on the embedded default.
+        init_tracing_at(cli.log_format.unwrap_or(LogFormat::Text), "warn");
+        return default_backtest(None, None);
+    };
+    if let Command::Run { config, dry_run, shadow, chain, shutdown_deadline_secs } = command {
         // `run` sets up logging itself, from the configuration.
         let args = cantilever::app::RunArgs {
             config,
@@ -287,8 +441,43 @@ fn main() -> ExitCode {
         };
         return run_bot(args);
     }
+    if let Command::Backtest {
+        rpc,
+        from,
+        to,
+        cassette,
+        config,
+        manifest,
+        chain,
+        operator,
+        cache,
+        requests_per_s,
+        record,
+        json,
+        html,
+    } = command
+    {
+        init_tracing_at(cli.log_format.unwrap_or(LogFormat::Text), "warn");
+        use cantilever::bench::ConfigFile;
+        let config = config.map(ConfigFile::Toml).or(manifest.map(ConfigFile::Manifest));
+        return backtest_command(
+            rpc,
+            from,
+            to,
+            cassette,
+            config,
+            chain,
+            operator,
+            cache,
+            requests_per_s,
+            record,
+            json,
+            html,
+        );
+    }
     init_tracing(cli.log_format.unwrap_or(LogFormat::Text));
-    match cli.command {
+    match command {
+        Command::Backtest { .. } => ExitCode::FAILURE,
         Command::Run { .. } => ExitCode::FAILURE,
         Command::Halt { config, reason } => halt_command(&config, Some(&reason)),
         Command::Rearm { config } => halt_command(&config, None),
@@ -380,7 +569,11 @@ impl LogFormat {
 }
 
 fn init_tracing(format: LogFormat) {
-    if let Err(e) = cantilever::telemetry::init_tracing(format.to_config(), "info") {
+    init_tracing_at(format, "info");
+}
+
+fn init_tracing_at(format: LogFormat, level: &str) {
+    if let Err(e) = cantilever::telemetry::init_tracing(format.to_config(), level) {
         eprintln!("warning: {e}");
     }
 }

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs, unreachable_pub)]
 
 mod artifacts;
+mod backtest;
 mod bench;
 mod cassette;
 mod cli;
