@@ -221,6 +221,14 @@ async fn serve(
         }
     };
     let names: Vec<&str> = running.iter().map(|r| r.telemetry.name()).collect();
+    // Cross-chain trading over the running engines, when configured.
+    let engines: Vec<(&str, &RunHandle)> =
+        running.iter().map(|r| (r.telemetry.name(), &r.handle)).collect();
+    let xchain = crate::xchain::start_from_config(cfg, &engines, Some(ledger.clone()))
+        .map_err(AppError::Setup)?;
+    if xchain.is_some() {
+        info!(target: TARGET, "cross-chain coordinator running");
+    }
     info!(target: TARGET, chains = ?names, metrics = %metrics_addr,
         "running; SIGINT/SIGTERM stop gracefully, SIGUSR1 re-reads the halt file");
 

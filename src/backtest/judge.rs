@@ -48,6 +48,8 @@ pub struct Verdict {
     pub profit_raw: I256,
     /// PnL after gas, USD (gas lost when it reverted).
     pub pnl_usd: f64,
+    /// Gas paid, USD.
+    pub gas_usd: f64,
     /// The revert reason when it did not land.
     pub failure: Option<String>,
 }
@@ -182,6 +184,7 @@ impl<S: StateSource> Judge<S> {
                 gas_used: 0,
                 profit_raw: I256::ZERO,
                 pnl_usd: 0.0,
+                gas_usd: 0.0,
                 failure: Some("no transaction".into()),
             });
         };
@@ -221,7 +224,8 @@ impl<S: StateSource> Judge<S> {
             landed,
             gas_used: outcome.gas_used,
             profit_raw: if landed { profit_raw } else { I256::ZERO },
-            pnl_usd: if landed { token_usd(profit_raw) - gas_usd } else { -gas_usd },
+            pnl_usd: if landed { token_usd(profit_raw) - gas_usd - job.cost_usd } else { -gas_usd },
+            gas_usd,
             failure: match outcome.status {
                 sim::SimStatus::Success => None,
                 sim::SimStatus::Revert(r) | sim::SimStatus::Halt(r) => Some(r),

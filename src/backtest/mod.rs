@@ -513,6 +513,7 @@ async fn settle<S: StateSource>(
         {
             landed.push(judge::bot_env(&t.raw, operator)?);
         }
+        let (delta, gas_usd) = (verdict.profit_raw, verdict.gas_usd);
         let result = if verdict.landed {
             ExecResult::Included { pnl_usd: verdict.pnl_usd }
         } else {
@@ -524,6 +525,8 @@ async fn settle<S: StateSource>(
                 route: job.route,
                 nonce,
                 result,
+                delta,
+                gas_usd,
             }))
             .await;
         outcomes.insert(job.opportunity, Outcome { verdict: Some(verdict), target: env.number });

@@ -263,9 +263,9 @@ impl Engine {
                 LegOutcome::Landed { amount_out, gas_usd: r.gas_usd }
             }
             ExecResult::Reverted { gas_usd } => LegOutcome::Reverted { gas_usd: *gas_usd },
-            ExecResult::Missed
-            | ExecResult::NotDelivered { .. }
-            | ExecResult::Orphaned { .. } => LegOutcome::Missed,
+            ExecResult::Missed | ExecResult::NotDelivered { .. } | ExecResult::Orphaned { .. } => {
+                LegOutcome::Missed
+            }
         };
         let e = if bridge {
             XEvent::Bridge { xid, chain_id, outcome }

@@ -106,3 +106,59 @@ pub fn start(
     let thread = std::thread::Builder::new().name("xchain".into()).spawn(move || co.run(&rx))?;
     Ok(XHandle { stats, history, thread: Some(thread) })
 }
+
+/// Starts the coordinator for a configured, enabled `[strategies.cross_chain]` over engines
+/// already running (`engines` by chain name); `Ok(None)` when cross-chain trading is not enabled
+/// or one of its chains is not running.
+///
+/// # Errors
+/// A chain's `http_url` does not parse, or the thread cannot be spawned.
+pub fn start_from_config(
+    cfg: &crate::config::Config,
+    engines: &[(&str, &crate::engine::RunHandle)],
+    ledger: Option<LedgerHandle>,
+) -> Result<Option<XHandle>, String> {
+    let Some(x) = cfg.strategies.cross_chain.as_ref().filter(|x| x.enabled) else {
+        return Ok(None);
+    };
+    let mut chains = Vec::with_capacity(2);
+    for name in &x.chains {
+        let (Some(chain), Some((_, h))) =
+            (cfg.chain(name), engines.iter().find(|(n, _)| *n == name.as_str()))
+        else {
+            tracing::warn!(chain = %name, "cross-chain trading needs both chains running; not started");
+            return Ok(None);
+        };
+        let url = chain
+            .http_url
+            .expose_secret()
+            .parse()
+            .map_err(|_| format!("chain `{name}`: http_url is not a URL"))?;
+        let provider = alloy::providers::Provider::erased(
+            alloy::providers::ProviderBuilder::new().connect_http(url),
+        );
+        let Some(executor) = chain.executor else {
+            return Err(format!("chain `{name}`: cross-chain trading needs an executor"));
+        };
+        let other: Vec<&String> = x.chains.iter().filter(|c| *c != name).collect();
+        let bridge = chain
+            .venues
+            .iter()
+            .find(|v| {
+                v.kind == crate::config::VenueKind::Bridge
+                    && v.remote_chain.as_ref().is_some_and(|r| other.contains(&r))
+            })
+            .map(|v| v.address);
+        chains.push(XChain {
+            chain_id: chain.chain_id,
+            name: name.clone(),
+            control: h.controller(),
+            provider,
+            executor,
+            bridge,
+        });
+    }
+    let chains: [XChain; 2] =
+        chains.try_into().map_err(|_| "cross_chain.chains must name two chains".to_owned())?;
+    start(x.clone(), &cfg.risk, chains, ledger).map(Some).map_err(|e| format!("coordinator: {e}"))
+}
