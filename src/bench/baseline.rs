@@ -593,6 +593,17 @@ pub(super) fn percentiles_of(h: &hdrhistogram::Histogram<u64>) -> Percentiles {
     }
 }
 
+/// Latencies of one event kind, ns.
+#[derive(Clone, Debug, Default)]
+struct Samples {
+    /// Per event, warm calls summed.
+    warm: Vec<u64>,
+    /// Per event, cold calls summed.
+    cold: Vec<u64>,
+    /// Per warm call.
+    calls: Vec<u64>,
+}
+
 /// Evaluates every candidate of `events` over RPC on an anvil forked from the cassette, and
 /// compares with the in-process outcomes. `ours` gives the engine's end-to-end (p50, p99) of a
 /// kind. Call inside a multi-thread tokio runtime.
@@ -629,7 +640,7 @@ pub async fn run_baseline(
         .map_err(|e| BenchError::Baseline(format!("anvil: {e}")))?;
     let url = node.http_url().parse().map_err(|_| BenchError::Baseline("anvil's url".into()))?;
     let provider = ProviderBuilder::new().connect_http(url).erased();
-    let mut per_event: HashMap<EventKind, (Vec<u64>, Vec<u64>, Vec<u64>)> = HashMap::new();
+    let mut per_event: HashMap<EventKind, Samples> = HashMap::new();
     for (event, cands) in events {
         let Some(c0) = cands.first() else { continue };
         let forking =
@@ -656,7 +667,7 @@ pub async fn run_baseline(
             let warm_ns = t.elapsed().as_nanos() as u64;
             cold_sum += cold_ns;
             warm_sum += warm_ns;
-            entry.2.push(warm_ns);
+            entry.calls.push(warm_ns);
             let (ours, ours_detail) = match &c.outcome {
                 TapOutcome::Simulated { success, gas_used } => (Some((*success, *gas_used)), None),
                 TapOutcome::Cold => (None, Some("cold state".to_owned())),
@@ -680,8 +691,8 @@ pub async fn run_baseline(
                 error,
             });
         }
-        entry.0.push(warm_sum);
-        entry.1.push(cold_sum);
+        entry.warm.push(warm_sum);
+        entry.cold.push(cold_sum);
     }
     drop(node);
     for call in &report.calls {
@@ -713,7 +724,7 @@ pub async fn run_baseline(
     report.assumed_answers = server.assumed_answers();
     report.miss_samples = server.miss_samples();
     let kind = |k: EventKind| {
-        let (warm, cold, calls) = per_event.get(&k).cloned().unwrap_or_default();
+        let Samples { warm, cold, calls } = per_event.get(&k).cloned().unwrap_or_default();
         let (p50, p99) = ours(k);
         let per_event = percentiles(&warm);
         let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };

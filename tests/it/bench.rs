@@ -201,7 +201,7 @@ fn bench_sweep_scales_pools_and_pending_rates() {
             "--no-baseline",
             "--sweep",
             "--sweep-pools",
-            "4,16",
+            "2,6",
             "--sweep-rates",
             "50,500",
             "--rate-seconds",
@@ -214,10 +214,10 @@ fn bench_sweep_scales_pools_and_pending_rates() {
     assert_eq!(report["failures"].as_array().unwrap().len(), 0, "{stdout}");
     let runs = report["runs"].as_array().unwrap();
     let pools: Vec<_> = runs.iter().map(|r| r["synthetic_pools"].as_u64().unwrap()).collect();
-    assert_eq!(pools, [4, 16]);
+    assert_eq!(pools, [2, 6]);
     let venues = |r: &serde_json::Value| r["venues"].as_u64().unwrap();
-    assert_eq!(venues(&runs[0]), venues(&report["base"]) + 4, "{stdout}");
-    assert_eq!(venues(&runs[1]), venues(&runs[0]) + 12);
+    assert_eq!(venues(&runs[0]), venues(&report["base"]) + 2, "{stdout}");
+    assert_eq!(venues(&runs[1]), venues(&runs[0]) + 4);
     assert!(runs[1]["routes"].as_u64().unwrap() > runs[0]["routes"].as_u64().unwrap());
     for r in runs {
         assert_eq!(r["unsettled"], 0, "{stdout}");
