@@ -241,6 +241,10 @@ enum Command {
         /// Pending rates (per second) of the sweep.
         #[arg(long, value_name = "R,R,...", value_delimiter = ',', default_values_t = cantilever::bench::RATES)]
         sweep_rates: Vec<f64>,
+        /// Time budget of each sweep run's replay: a run past it stops sending events and says
+        /// so (warm-up is not bounded).
+        #[arg(long, value_name = "SECS", default_value_t = cantilever::bench::SWEEP_BUDGET.as_secs())]
+        sweep_budget: u64,
         /// Write the report as JSON.
         #[arg(long, value_name = "OUT")]
         json: Option<PathBuf>,
@@ -375,6 +379,7 @@ fn main() -> ExitCode {
             sweep,
             sweep_pools,
             sweep_rates,
+            sweep_budget,
             json,
             html,
         } => {
@@ -392,7 +397,11 @@ fn main() -> ExitCode {
                 rate_seconds,
                 ..BenchOptions::new(events, config)
             };
-            let sweep = sweep.then_some(SweepOptions { pools: sweep_pools, rates: sweep_rates });
+            let sweep = sweep.then_some(SweepOptions {
+                pools: sweep_pools,
+                rates: sweep_rates,
+                budget: Some(Duration::from_secs(sweep_budget)),
+            });
             run_async(bench(opts, sweep, json, html))
         }
         Command::Devnet { scenario, out, any_port } => run_async(devnet(scenario, out, any_port)),

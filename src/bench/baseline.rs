@@ -643,12 +643,6 @@ pub async fn run_baseline(
     let mut per_event: HashMap<EventKind, Samples> = HashMap::new();
     for (event, cands) in events {
         let Some(c0) = cands.first() else { continue };
-        let forking =
-            Forking { json_rpc_url: Some(server.url()), block_number: Some(c0.head.number) };
-        provider
-            .anvil_reset(Some(forking))
-            .await
-            .map_err(|e| BenchError::Baseline(format!("anvil_reset to {}: {e}", c0.head.number)))?;
         for c in cands {
             for t in &c.leading {
                 // As the engine's simulation: an ample balance and the victim's nonce.
@@ -657,7 +651,19 @@ pub async fn run_baseline(
         }
         let (mut cold_sum, mut warm_sum) = (0u64, 0u64);
         let entry = per_event.entry(c0.kind).or_default();
+        // Candidates of one event normally share a head; a deferred backrun retried when its
+        // state landed may carry an earlier one. Each runs on its own head's state.
+        let mut forked = None;
         for c in cands {
+            if forked != Some(c.head.number) {
+                let n = c.head.number;
+                let forking = Forking { json_rpc_url: Some(server.url()), block_number: Some(n) };
+                provider
+                    .anvil_reset(Some(forking))
+                    .await
+                    .map_err(|e| BenchError::Baseline(format!("anvil_reset to {n}: {e}")))?;
+                forked = Some(n);
+            }
             let payload = payload(c);
             let t = Instant::now();
             let cold = simulate(&provider, &payload).await;

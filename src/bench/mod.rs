@@ -69,6 +69,8 @@ pub const SWEEP: [usize; 3] = [100, 1_000, 10_000];
 pub const RATES: [f64; 3] = [10.0, 100.0, 1_000.0];
 /// How long each paced run sends pending transactions, seconds (by default).
 pub const RATE_SECONDS: f64 = 2.0;
+/// The default time budget of each sweep run's replay.
+pub const SWEEP_BUDGET: Duration = Duration::from_secs(120);
 /// How long the driver waits for the engine to handle one event before moving on.
 const SETTLE: Duration = Duration::from_secs(5);
 
@@ -99,6 +101,8 @@ pub struct BenchOptions {
     pub rate: Option<f64>,
     /// How long a paced run sends pending transactions, seconds.
     pub rate_seconds: f64,
+    /// Stop sending events once the replay has run this long (the report says how many went in).
+    pub budget: Option<Duration>,
 }
 
 impl BenchOptions {
@@ -112,6 +116,7 @@ impl BenchOptions {
             baseline: false,
             rate: None,
             rate_seconds: RATE_SECONDS,
+            budget: None,
         }
     }
 }
@@ -218,6 +223,8 @@ pub struct BenchReport {
     pub peak_rss_bytes: u64,
     /// Events the engine did not finish within 5 s (0 on a healthy run).
     pub unsettled: u64,
+    /// Whether the replay stopped early at its time budget (the later events were not sent).
+    pub cut_short: bool,
     /// Engine counters.
     pub counts: EngineCounts,
     /// Head events.
@@ -287,6 +294,9 @@ impl std::fmt::Display for BenchReport {
             self.peak_rss_bytes as f64 / 1e6,
             self.unsettled
         )?;
+        if self.cut_short {
+            writeln!(f, "cut short at its time budget: later events were not sent")?;
+        }
         let c = &self.counts;
         writeln!(
             f,
@@ -376,14 +386,15 @@ fn pools_table(f: &mut std::fmt::Formatter<'_>, runs: &[BenchReport]) -> std::fm
         let ratio = if first == 0 { 0.0 } else { p.p99 as f64 / first as f64 };
         writeln!(
             f,
-            "{:>8} {:>8} {:>12}µs {:>12}µs {:>12}µs {:>16.2}× {:>12.1}",
+            "{:>8} {:>8} {:>12}µs {:>12}µs {:>12}µs {:>16.2}× {:>12.1}{}",
             r.synthetic_pools,
             r.routes,
             us(p.p50),
             us(p.p99),
             us(e2e(&r.pending).p99),
             ratio,
-            r.rss_bytes as f64 / 1e6
+            r.rss_bytes as f64 / 1e6,
+            if r.cut_short { "  (cut short at its budget)" } else { "" }
         )?;
     }
     Ok(())
@@ -578,11 +589,14 @@ pub struct SweepOptions {
     pub pools: Vec<usize>,
     /// Pending-transaction rates per second (paced runs, no synthetic pools).
     pub rates: Vec<f64>,
+    /// Time budget of each pool count's and rate's replay (a run past it stops early and says
+    /// so; route enumeration during warm-up is not bounded by it).
+    pub budget: Option<Duration>,
 }
 
 impl Default for SweepOptions {
     fn default() -> Self {
-        Self { pools: SWEEP.to_vec(), rates: RATES.to_vec() }
+        Self { pools: SWEEP.to_vec(), rates: RATES.to_vec(), budget: Some(SWEEP_BUDGET) }
     }
 }
 
@@ -598,14 +612,20 @@ pub async fn run_sweep(o: &BenchOptions, s: &SweepOptions) -> Result<SweepReport
     let mut report =
         SweepReport { base, runs: Vec::new(), rates: Vec::new(), failures: Vec::new() };
     for &pools in &s.pools {
-        let o = BenchOptions { pools, rate: None, baseline: false, ..o.clone() };
+        let o = BenchOptions { pools, rate: None, baseline: false, budget: s.budget, ..o.clone() };
         match run_cassette(&cassette, &o).await {
             Ok(r) => report.runs.push(r),
             Err(e) => report.failures.push(format!("{pools} pools: {e}")),
         }
     }
     for &rate in &s.rates {
-        let o = BenchOptions { pools: 0, rate: Some(rate), baseline: false, ..o.clone() };
+        let o = BenchOptions {
+            pools: 0,
+            rate: Some(rate),
+            baseline: false,
+            budget: s.budget,
+            ..o.clone()
+        };
         match run_cassette(&cassette, &o).await {
             Ok(r) => report.rates.push(r),
             Err(e) => report.failures.push(format!("{rate} pending/s: {e}")),
@@ -701,33 +721,23 @@ pub async fn run_cassette(
         warm_head: warm_head.number,
         tap,
         pace,
+        budget: o.budget,
     };
     let events = cassette.events.clone();
     let drive = tokio::task::spawn_blocking(move || driver.drive(&events, frames, &tx, &counters));
     let driven = drive.await.map_err(|e| BenchError::Replay(e.to_string()));
     let stats = run.stats.clone();
     run.stop(Duration::from_secs(2)).await;
-    let Driven { sent, unsettled, elapsed, decode, candidates, pacing } = driven??;
+    let Driven { sent, unsettled, elapsed, decode, candidates, pacing, kinds, cut_short } =
+        driven??;
     let (rss_bytes, peak_rss_bytes) = rss();
     let mut hist = shared
         .with_latest(|h| h.cloned())
         .ok_or_else(|| BenchError::Replay("the engine published no histograms".into()))?;
     hist.merge(&decode).map_err(|e| BenchError::Replay(e.to_string()))?;
-    let repeat = pacing.as_ref().map_or(1, |p| p.repeat);
-    let count = |k: EventKind| {
-        cassette
-            .events
-            .iter()
-            .map(|t| match (&t.event, k) {
-                (Event::Head(h), EventKind::Head) => u64::from(h.number > warm_head.number),
-                (Event::Pending(_), EventKind::Pending) => repeat,
-                _ => 0,
-            })
-            .sum::<u64>()
-    };
     let kind = |k: EventKind| KindReport {
         kind: k.as_str(),
-        events: count(k),
+        events: kinds[k as usize],
         stages: STAGES
             .iter()
             .map(|s| StageReport {
@@ -770,6 +780,7 @@ pub async fn run_cassette(
         rss_bytes,
         peak_rss_bytes,
         unsettled,
+        cut_short,
         counts,
         head: kind(EventKind::Head),
         pending: kind(EventKind::Pending),
@@ -787,6 +798,9 @@ struct Driven {
     decode: StageHistograms,
     candidates: Vec<baseline::EventCandidates>,
     pacing: Option<Pacing>,
+    /// Events sent by kind (head, pending).
+    kinds: [u64; 2],
+    cut_short: bool,
 }
 
 /// Feeds the cassette's events to the engine (on a blocking thread).
@@ -798,6 +812,7 @@ struct Driver<Q> {
     warm_head: u64,
     tap: Option<crossbeam_channel::Receiver<crate::engine::tap::ProvedCandidate>>,
     pace: Option<Pacing>,
+    budget: Option<Duration>,
 }
 
 impl<Q: Fn() -> usize> Driver<Q> {
@@ -815,8 +830,14 @@ impl<Q: Fn() -> usize> Driver<Q> {
         let mut depth = hdrhistogram::Histogram::<u64>::new(3)
             .map_err(|e| BenchError::Replay(e.to_string()))?;
         let (mut burst, mut late, mut paced) = (Duration::ZERO, 0u64, 0u64);
+        let mut kinds = [0u64; 2];
+        let mut cut_short = false;
         let began = Instant::now();
         for (i, (t, frame)) in events.iter().zip(frames).enumerate() {
+            if self.budget.is_some_and(|b| began.elapsed() > b) {
+                cut_short = true;
+                break;
+            }
             let before = self.lock.handled();
             match (&t.event, frame) {
                 (Event::Head(h), Some(frame)) => {
@@ -827,6 +848,7 @@ impl<Q: Fn() -> usize> Driver<Q> {
                     let f: Frame = serde_json::from_str(&frame)
                         .map_err(|e| BenchError::Replay(format!("head frame: {e}")))?;
                     let head = Head::from_rpc(self.chain_id, &f.params.result, t0);
+                    kinds[EventKind::Head as usize] += 1;
                     self.decode.record_since(EventKind::Head, Stage::Decode, t0);
                     self.rt.block_on(tx.send_head(Event::Head(head), counters)).map_err(replay)?;
                 }
@@ -835,6 +857,7 @@ impl<Q: Fn() -> usize> Driver<Q> {
                         let mut p = (**p).clone();
                         p.received_at = Instant::now();
                         tx.send_pending(p, counters).map_err(replay)?;
+                        kinds[EventKind::Pending as usize] += 1;
                     }
                     Some(pace) => {
                         // A burst on the replay clock, not waited on; settled before the next
@@ -857,6 +880,7 @@ impl<Q: Fn() -> usize> Driver<Q> {
                         burst += start.elapsed() + interval;
                         paced += pace.repeat;
                         sent += pace.repeat;
+                        kinds[EventKind::Pending as usize] += pace.repeat;
                         if !self.lock.settle_at(before + pace.repeat) {
                             unsettled += 1;
                         }
@@ -885,7 +909,16 @@ impl<Q: Fn() -> usize> Driver<Q> {
             late,
             ..p
         });
-        Ok(Driven { sent, unsettled, elapsed, decode: self.decode, candidates, pacing })
+        Ok(Driven {
+            sent,
+            unsettled,
+            elapsed,
+            decode: self.decode,
+            candidates,
+            pacing,
+            kinds,
+            cut_short,
+        })
     }
 
     /// The candidates the engine proved for event `i` (once it is settled).

@@ -221,6 +221,8 @@ fn bench_sweep_scales_pools_and_pending_rates() {
     assert!(runs[1]["routes"].as_u64().unwrap() > runs[0]["routes"].as_u64().unwrap());
     for r in runs {
         assert_eq!(r["unsettled"], 0, "{stdout}");
+        assert_eq!(r["cut_short"], false, "{stdout}");
+        assert_eq!(r["head"]["events"], report["base"]["head"]["events"], "every head sent");
         assert!(r["counts"]["approved"].as_u64().unwrap() > 0, "{stdout}");
     }
     let rates = report["rates"].as_array().unwrap();
