@@ -804,3 +804,129 @@ impl std::fmt::Display for BaselineReport {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        cassette::CassetteMeta,
+        state::{AccountRead, BlockInfo, ReadSet},
+    };
+
+    fn block(n: u8) -> BlockInfo {
+        BlockInfo {
+            block: BlockRef {
+                number: u64::from(n),
+                hash: B256::repeat_byte(n),
+                base_fee: 7,
+                ..BlockRef::default()
+            },
+            touched: vec![],
+        }
+    }
+
+    /// Blocks 10, 11 and 12; a slot read at 10 and at 12, an account (with code) at 10 only.
+    fn shared() -> Shared {
+        let (pool, slot) = (Address::repeat_byte(0xaa), U256::from(3));
+        let read = |n: u8, v: u64, account: bool| StateAnswer::Read {
+            at: B256::repeat_byte(n),
+            set: ReadSet {
+                accounts: if account {
+                    vec![AccountRead {
+                        address: pool,
+                        balance: U256::from(5),
+                        nonce: 1,
+                        code: Some(Bytes::from_static(&[0x60, 0x00])),
+                    }]
+                } else {
+                    vec![]
+                },
+                slots: vec![(pool, slot, U256::from(v))],
+            },
+        };
+        let cassette = Cassette {
+            meta: CassetteMeta { chain_id: 138, ..CassetteMeta::default() },
+            events: vec![],
+            answers: vec![
+                StateAnswer::Latest(block(10)),
+                StateAnswer::Block(block(11)),
+                StateAnswer::Block(block(12)),
+                read(10, 100, true),
+                read(12, 120, false),
+            ],
+            complete: true,
+            stats: Default::default(),
+        };
+        Shared {
+            index: Index::new(&cassette),
+            requests: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            samples: Mutex::new(Vec::new()),
+            assumed: Mutex::new(HashMap::new()),
+            assumed_answers: AtomicU64::new(0),
+        }
+    }
+
+    fn ask(s: &Shared, method: &str, params: Value) -> Value {
+        s.respond(
+            json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params })
+                .to_string()
+                .as_bytes(),
+        )
+    }
+
+    #[test]
+    fn cassette_server_carries_values_forward_and_shows_misses() {
+        let s = shared();
+        let pool = "0xaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        assert_eq!(ask(&s, "eth_chainId", json!([]))["result"], "0x8a");
+        assert_eq!(ask(&s, "eth_blockNumber", json!([]))["result"], "0xc");
+        let slot = |n: &str| ask(&s, "eth_getStorageAt", json!([pool, "0x3", n]));
+        // Read at 10 and 12: block 11 holds block 10's value (the engine did not re-read it).
+        assert_eq!(slot("0xa")["result"], format!("{:#066x}", 100));
+        assert_eq!(slot("0xb")["result"], format!("{:#066x}", 100));
+        assert_eq!(slot("0xc")["result"], format!("{:#066x}", 120));
+        // Before any read, a miss: an error naming the key and the first block that read it.
+        let miss = slot("0x9");
+        assert!(miss["result"].is_null(), "{miss}");
+        let msg = miss["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("slot 0x3") && msg.contains("first recorded at block 10"), "{msg}");
+        // A slot never read is a miss, never a zero.
+        let never = ask(&s, "eth_getStorageAt", json!([pool, "0x4", "0xc"]));
+        assert!(never["error"]["message"].as_str().unwrap().contains("not recorded"));
+        assert_eq!(s.misses.load(Ordering::Relaxed), 2);
+        // Accounts and code carry forward too; a header is served by number and by hash.
+        assert_eq!(ask(&s, "eth_getBalance", json!([pool, "0xc"]))["result"], "0x5");
+        assert_eq!(ask(&s, "eth_getTransactionCount", json!([pool, "latest"]))["result"], "0x1");
+        assert_eq!(ask(&s, "eth_getCode", json!([pool, "0xb"]))["result"], "0x6000");
+        let by_number = ask(&s, "eth_getBlockByNumber", json!(["0xb", false]));
+        assert_eq!(by_number["result"]["number"], "0xb");
+        assert_eq!(by_number["result"]["baseFeePerGas"], "0x7");
+        let hash = format!("{}", B256::repeat_byte(11));
+        assert_eq!(ask(&s, "eth_getBlockByHash", json!([hash, false]))["result"]["number"], "0xb");
+        // An unknown method is an error; a batch is answered member by member.
+        assert!(ask(&s, "eth_sendRawTransaction", json!(["0x00"]))["error"].is_object());
+        let batch = s.respond(
+            json!([
+                { "jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": [] },
+                { "jsonrpc": "2.0", "id": 2, "method": "eth_blockNumber", "params": [] },
+            ])
+            .to_string()
+            .as_bytes(),
+        );
+        assert_eq!(batch[1]["id"], 2);
+        assert_eq!(batch[1]["result"], "0xc");
+    }
+
+    #[test]
+    fn assumed_victim_accounts_are_served_and_counted() {
+        let s = shared();
+        let victim = Address::repeat_byte(0x11);
+        let balance = |s: &Shared| ask(s, "eth_getBalance", json!([victim, "0xc"]));
+        assert!(balance(&s)["error"].is_object(), "not recorded: a miss");
+        s.assumed.lock().unwrap().insert(victim, (U256::from(9), 4));
+        assert_eq!(balance(&s)["result"], "0x9");
+        assert_eq!(ask(&s, "eth_getCode", json!([victim, "0xc"]))["result"], "0x");
+        assert_eq!(s.assumed_answers.load(Ordering::Relaxed), 1);
+    }
+}
