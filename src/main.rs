@@ -242,8 +242,17 @@ enum Command {
         block_time_ms: Option<u64>,
     },
     /// Replay a cassette through the real engine (shadow mode, a throwaway key, submission stopped
-    /// after signing) at full speed, one event at a time, and report per stage and end to end
-    /// p50/p90/p99/p99.9/max for head and pending events, events/s and RSS.
+    /// after signing) and report per stage and end to end p50/p90/p99/p99.9/max for head and
+    /// pending events, events/s and RSS.
+    ///
+    /// By default events go in one at a time (lockstep: each latency is the pipeline's, never
+    /// queueing), and in the same run every candidate the engine proved is evaluated again by an
+    /// eth_call (`eth_simulateV1`, victims ahead) to anvil on loopback, forked at the same block
+    /// from a JSON-RPC server answering from the cassette: the baseline a typical bot represents,
+    /// with its per-event latency, the ratio to ours and whether both agree on status and gas.
+    ///
+    /// Example: cantilever bench --events fixtures/cassettes/devnet-138.cas --manifest
+    /// fixtures/cassettes/devnet-138.manifest.json --sweep --json bench.json --html bench.html
     Bench {
         /// The cassette (`cantilever record`).
         #[arg(long, value_name = "FILE")]
@@ -262,16 +271,39 @@ enum Command {
         /// The chain (default: the one with the cassette's chain id).
         #[arg(long, value_name = "NAME")]
         chain: Option<String>,
-        /// Add N synthetic PMM pools (copies of a real pool at fresh addresses).
+        /// Add N synthetic PMM pools (copies of a real pool at fresh addresses; no baseline).
         #[arg(long, value_name = "N", default_value_t = 0, conflicts_with = "sweep")]
         pools: usize,
-        /// Run with 100, 1,000 and 10,000 synthetic pools and report how p99 and RSS grow.
+        /// Skip the eth_call baseline (it needs anvil: $CANTILEVER_ANVIL, tools/ or PATH).
+        #[arg(long)]
+        no_baseline: bool,
+        /// Pace pending transactions at N per second on the replay clock instead of lockstep
+        /// (each recorded one is sent repeatedly, for --rate-seconds in all; latency then
+        /// includes queueing).
+        #[arg(long, value_name = "N", conflicts_with = "sweep")]
+        rate: Option<f64>,
+        /// How long a paced run sends pending transactions.
+        #[arg(long, value_name = "SECS", default_value_t = cantilever::bench::RATE_SECONDS)]
+        rate_seconds: f64,
+        /// The scaling sweep: the base run (with the baseline), then lockstep runs with
+        /// --sweep-pools synthetic pools and paced runs at --sweep-rates pending/s.
         #[arg(long)]
         sweep: bool,
+        /// Pool counts of the sweep.
+        #[arg(long, value_name = "N,N,...", value_delimiter = ',', default_values_t = cantilever::bench::SWEEP)]
+        sweep_pools: Vec<usize>,
+        /// Pending rates (per second) of the sweep.
+        #[arg(long, value_name = "R,R,...", value_delimiter = ',', default_values_t = cantilever::bench::RATES)]
+        sweep_rates: Vec<f64>,
+        /// Time budget of each sweep run's replay: a run past it stops sending events and says
+        /// so (warm-up is not bounded).
+        #[arg(long, value_name = "SECS", default_value_t = cantilever::bench::SWEEP_BUDGET.as_secs())]
+        sweep_budget: u64,
         /// Write the report as JSON.
         #[arg(long, value_name = "OUT")]
         json: Option<PathBuf>,
-        /// Write a self-contained HTML page with the charts as inline SVG.
+        /// Write a self-contained HTML page: tables, latency histograms per stage and event kind,
+        /// the baseline and the scaling curves as inline SVG.
         #[arg(long, value_name = "OUT")]
         html: Option<PathBuf>,
     },
@@ -524,14 +556,41 @@ fn main() -> ExitCode {
                 Ok(())
             })
         }
-        Command::Bench { events, config, manifest, chain, pools, sweep, json, html } => {
-            use cantilever::bench::{BenchOptions, ConfigFile};
+        Command::Bench {
+            events,
+            config,
+            manifest,
+            chain,
+            pools,
+            no_baseline,
+            rate,
+            rate_seconds,
+            sweep,
+            sweep_pools,
+            sweep_rates,
+            sweep_budget,
+            json,
+            html,
+        } => {
+            use cantilever::bench::{BenchOptions, ConfigFile, SweepOptions};
             let config = match (config, manifest) {
                 (Some(c), _) => ConfigFile::Toml(c),
                 (None, Some(m)) => ConfigFile::Manifest(m),
                 (None, None) => return ExitCode::FAILURE,
             };
-            let opts = BenchOptions { events, config, chain, pools };
+            let opts = BenchOptions {
+                chain,
+                pools,
+                baseline: !no_baseline,
+                rate,
+                rate_seconds,
+                ..BenchOptions::new(events, config)
+            };
+            let sweep = sweep.then_some(SweepOptions {
+                pools: sweep_pools,
+                rates: sweep_rates,
+                budget: Some(Duration::from_secs(sweep_budget)),
+            });
             run_async(bench(opts, sweep, json, html))
         }
         Command::Devnet { scenario, out, any_port } => run_async(devnet(scenario, out, any_port)),
@@ -749,24 +808,17 @@ async fn devnet(
 
 async fn bench(
     o: cantilever::bench::BenchOptions,
-    sweep: bool,
+    sweep: Option<cantilever::bench::SweepOptions>,
     json: Option<PathBuf>,
     html: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     use cantilever::bench::{render_html, run_bench, run_sweep, write_file};
-    let (reports, text, value) = if sweep {
-        let s = run_sweep(&o).await?;
-        (
-            s.runs.clone(),
-            format!(
-                "{}\n{s}",
-                s.runs.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
-            ),
-            serde_json::to_value(&s)?,
-        )
+    let (page, text, value) = if let Some(s) = sweep {
+        let s = run_sweep(&o, &s).await?;
+        (render_html(&s.base, Some(&s)), s.to_string(), serde_json::to_value(&s)?)
     } else {
         let r = run_bench(&o).await?;
-        (vec![r.clone()], r.to_string(), serde_json::to_value(&r)?)
+        (render_html(&r, None), r.to_string(), serde_json::to_value(&r)?)
     };
     print!("{text}");
     if let Some(p) = json {
@@ -774,7 +826,7 @@ async fn bench(
             .map_err(anyhow::Error::msg)?;
     }
     if let Some(p) = html {
-        write_file(&p, &render_html(&reports)).map_err(anyhow::Error::msg)?;
+        write_file(&p, &page).map_err(anyhow::Error::msg)?;
     }
     Ok(())
 }

@@ -1,8 +1,12 @@
 //! The bench's HTML report: one self-contained page, charts as inline SVG, no scripts.
+//!
+//! Per event kind: a table, a percentile ladder and one latency histogram per stage. With a
+//! baseline: ours against eth_call per kind. With a sweep: scaling curves (pools → p50, p99 and
+//! RSS; pending rate → p50, p99 and queue depth).
 
 use std::fmt::Write as _;
 
-use super::{BenchReport, KindReport, SweepReport};
+use super::{BenchReport, KindReport, SweepReport, baseline::BaselineReport, e2e};
 
 const W: f64 = 720.0;
 const LABEL: f64 = 110.0;
@@ -19,6 +23,22 @@ fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
+fn svg_open(w: f64, h: f64) -> String {
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">"
+    )
+}
+
+/// A duration label: ns, µs, ms or s.
+fn dur(ns: f64) -> String {
+    match ns {
+        n if n < 1e3 => format!("{n:.0} ns"),
+        n if n < 1e6 => format!("{:.1} µs", n / 1e3),
+        n if n < 1e9 => format!("{:.1} ms", n / 1e6),
+        n => format!("{:.2} s", n / 1e9),
+    }
+}
+
 /// x position of `ns` on a log scale from 100 ns to `top` ns.
 fn x_of(ns: u64, top: f64) -> f64 {
     let lo = 100f64.log10();
@@ -30,9 +50,7 @@ fn x_of(ns: u64, top: f64) -> f64 {
 fn kind_svg(k: &KindReport) -> String {
     let top = k.stages.iter().map(|s| s.latency.max).max().unwrap_or(1_000).max(1_000) as f64 * 1.2;
     let h = k.stages.len() as f64 * (ROW * 5.0 + 8.0) + 40.0;
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">"
-    );
+    let mut s = svg_open(W, h);
     let mut y = 10.0;
     for st in &k.stages {
         let l = &st.latency;
@@ -43,29 +61,70 @@ fn kind_svg(k: &KindReport) -> String {
             let x = if *v == 0 { LABEL } else { x_of(*v, top) };
             let _ = write!(
                 s,
-                "<rect x=\"{LABEL}\" y=\"{y}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{color}\"><title>{name} {:.1} µs</title></rect><text x=\"{:.1}\" y=\"{:.1}\">{name} {:.1} µs</text>",
+                "<rect x=\"{LABEL}\" y=\"{y}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{color}\"><title>{name} {}</title></rect><text x=\"{:.1}\" y=\"{:.1}\">{name} {}</text>",
                 (x - LABEL).max(1.0),
                 ROW - 3.0,
-                *v as f64 / 1e3,
+                dur(*v as f64),
                 x + 4.0,
                 y + ROW - 5.0,
-                *v as f64 / 1e3
+                dur(*v as f64)
             );
             y += ROW;
         }
         y += 8.0;
     }
-    for decade in [1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8] {
+    for decade in [1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9] {
         if decade <= top {
             let x = x_of(decade as u64, top);
             let _ = write!(
                 s,
                 "<line x1=\"{x:.1}\" y1=\"0\" x2=\"{x:.1}\" y2=\"{y}\" stroke=\"#ccc\" stroke-dasharray=\"2,3\"/><text x=\"{x:.1}\" y=\"{:.1}\">{}</text>",
                 y + 14.0,
-                if decade < 1e3 { "100 ns".to_owned() } else { format!("{} µs", decade / 1e3) }
+                dur(decade)
             );
         }
     }
+    s.push_str("</svg>");
+    s
+}
+
+/// One stage's latency histogram: a bar per log bucket (4 per decade), count on the y axis.
+fn hist_svg(title: &str, buckets: &[(u64, u64)]) -> String {
+    let (w, h, pad) = (340.0, 130.0, 28.0);
+    let mut s = svg_open(w, h);
+    let _ = write!(s, "<text x=\"4\" y=\"12\" font-weight=\"bold\">{}</text>", esc(title));
+    let n = buckets.len().max(1) as f64;
+    let top = buckets.iter().map(|b| b.1).max().unwrap_or(0).max(1) as f64;
+    let bw = (w - 2.0 * pad) / n;
+    for (i, (upper, count)) in buckets.iter().enumerate() {
+        let bh = *count as f64 / top * (h - 2.0 * pad);
+        let x = pad + i as f64 * bw;
+        let _ = write!(
+            s,
+            "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{bh:.1}\" fill=\"#1971c2\"><title>≤ {}: {count}</title></rect>",
+            h - pad - bh,
+            (bw - 1.0).max(0.5),
+            dur(*upper as f64)
+        );
+        // Label every decade boundary.
+        let l = (*upper as f64).log10();
+        if (l - l.round()).abs() < 0.01 {
+            let _ = write!(
+                s,
+                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
+                x + bw,
+                h - pad + 14.0,
+                dur(*upper as f64)
+            );
+        }
+    }
+    let _ = write!(
+        s,
+        "<line x1=\"{pad}\" y1=\"{0}\" x2=\"{1}\" y2=\"{0}\" stroke=\"#333\"/><text x=\"{1}\" y=\"{2}\" text-anchor=\"end\">max count {top}</text>",
+        h - pad,
+        w - pad,
+        pad - 6.0
+    );
     s.push_str("</svg>");
     s
 }
@@ -86,9 +145,9 @@ fn table(k: &KindReport) -> String {
     t
 }
 
-fn report_body(r: &BenchReport) -> String {
+fn summary(r: &BenchReport) -> String {
     let mut b = format!(
-        "<h2>{} — {} pools ({} synthetic), {} routes</h2><p>{} events in {:.3} s ({:.0} events/s), RSS {:.1} MB, peak {:.1} MB, {} profile; {} simulated, {} signed, {} refused.</p>",
+        "<p>{} — {} pools ({} synthetic), {} routes; {} events in {:.3} s ({:.0} events/s), RSS {:.1} MB, peak {:.1} MB, {} profile; {} simulated, {} signed, {} refused.</p>",
         esc(&r.cassette),
         r.venues,
         r.synthetic_pools,
@@ -103,92 +162,258 @@ fn report_body(r: &BenchReport) -> String {
         r.counts.approved,
         r.counts.refused,
     );
-    for k in [&r.head, &r.pending] {
-        let _ = write!(b, "<h3>{} events ({})</h3>{}{}", k.kind, k.events, table(k), kind_svg(k));
+    if let Some(p) = &r.pacing {
+        let _ = write!(
+            b,
+            "<p>Paced at {:.0} pending/s: {} sent ({:.0}/s achieved), {} examined, queue depth p50 {} p99 {} max {}, {} late.</p>",
+            p.rate,
+            p.sent,
+            p.achieved_rate,
+            p.examined,
+            p.queue_depth.p50,
+            p.queue_depth.p99,
+            p.queue_depth.max,
+            p.late
+        );
     }
     b
 }
 
-/// A named, coloured series of a sweep chart with its top value.
-type Series = (&'static str, &'static str, f64, Box<dyn Fn(&BenchReport) -> f64>);
+fn report_body(r: &BenchReport, histograms: bool) -> String {
+    let mut b = summary(r);
+    for k in [&r.head, &r.pending] {
+        let _ = write!(b, "<h3>{} events ({})</h3>{}{}", k.kind, k.events, table(k), kind_svg(k));
+        if histograms {
+            b.push_str("<div>");
+            for s in &k.stages {
+                b.push_str(&hist_svg(&format!("{} {}", k.kind, s.stage), &s.histogram));
+            }
+            b.push_str("</div>");
+        }
+    }
+    b
+}
 
-/// A scaling curve: head and pending end-to-end p99 (left, µs) and RSS (right, MB) by pools.
-fn sweep_svg(s: &SweepReport) -> String {
-    let (w, h, pad) = (W, 260.0, 50.0);
-    let n = s.runs.len().max(2) as f64 - 1.0;
-    let p99 =
-        |k: &KindReport| k.stage(crate::telemetry::Stage::EndToEnd).map_or(0, |x| x.latency.p99);
-    let max_lat =
-        s.runs.iter().map(|r| p99(&r.head).max(p99(&r.pending))).max().unwrap_or(1).max(1) as f64;
-    let max_rss = s.runs.iter().map(|r| r.rss_bytes).max().unwrap_or(1).max(1) as f64;
-    let x = |i: usize| pad + i as f64 / n * (w - 2.0 * pad);
-    let y = |v: f64, top: f64| h - pad - v / top * (h - 2.0 * pad);
-    let line = |f: &dyn Fn(&BenchReport) -> f64, top: f64| {
-        s.runs
-            .iter()
-            .enumerate()
-            .map(|(i, r)| format!("{:.1},{:.1}", x(i), y(f(r), top)))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    let mut out = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">"
-    );
-    let series: [Series; 3] = [
-        ("head e2e p99", "#1971c2", max_lat, Box::new(move |r: &BenchReport| p99(&r.head) as f64)),
-        (
-            "pending e2e p99",
-            "#e67700",
-            max_lat,
-            Box::new(move |r: &BenchReport| p99(&r.pending) as f64),
-        ),
-        ("RSS", "#495057", max_rss, Box::new(|r: &BenchReport| r.rss_bytes as f64)),
-    ];
-    for (j, (name, color, top, f)) in series.iter().enumerate() {
+/// Ours (end to end) against the baseline (RPC per event), p50 and p99, log scale.
+fn baseline_svg(b: &BaselineReport) -> String {
+    let rows: Vec<(String, u64, &str)> = [&b.head, &b.pending]
+        .iter()
+        .flat_map(|k| {
+            [
+                (format!("{} ours p50", k.kind), k.ours_p50_ns, "#2b8a3e"),
+                (format!("{} eth_call p50", k.kind), k.per_event.p50, "#c92a2a"),
+                (format!("{} ours p99", k.kind), k.ours_p99_ns, "#2b8a3e"),
+                (format!("{} eth_call p99", k.kind), k.per_event.p99, "#c92a2a"),
+            ]
+        })
+        .collect();
+    let top = rows.iter().map(|r| r.1).max().unwrap_or(1_000).max(1_000) as f64 * 1.5;
+    let h = rows.len() as f64 * ROW + 30.0;
+    let mut s = svg_open(W, h);
+    for (i, (name, v, color)) in rows.iter().enumerate() {
+        let y = 4.0 + i as f64 * ROW;
+        let x = if *v == 0 { LABEL } else { x_of(*v, top) };
         let _ = write!(
-            out,
-            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/><text x=\"{}\" y=\"{}\" fill=\"{color}\">{name}</text>",
-            line(f.as_ref(), *top),
-            pad + j as f64 * 150.0,
-            20
+            s,
+            "<text x=\"0\" y=\"{:.1}\">{}</text><rect x=\"{LABEL}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{color}\"/><text x=\"{:.1}\" y=\"{:.1}\">{}</text>",
+            y + ROW - 5.0,
+            esc(name),
+            (x - LABEL).max(1.0),
+            ROW - 3.0,
+            x + 4.0,
+            y + ROW - 5.0,
+            dur(*v as f64)
         );
     }
-    for (i, r) in s.runs.iter().enumerate() {
+    s.push_str("</svg>");
+    s
+}
+
+fn baseline_section(b: &BaselineReport) -> String {
+    let mut t = format!(
+        "<h2>Baseline: eth_call to anvil on loopback</h2><p>{}. {} candidates: {} agree on status and gas, {} disagree, {} RPC errors, {} not simulated in process; the cassette server answered {} requests, missed {}.</p><table><tr><th>kind</th><th>events</th><th>RPC per event p50 µs</th><th>p99 µs</th><th>cold p50 µs</th><th>ours e2e p50 µs</th><th>p99 µs</th><th>× p50</th><th>× p99</th></tr>",
+        esc(b.method),
+        b.candidates,
+        b.agree,
+        b.disagree,
+        b.errors,
+        b.not_simulated,
+        b.server_requests,
+        b.server_misses
+    );
+    for k in [&b.head, &b.pending] {
+        let _ = write!(
+            t,
+            "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td></tr>",
+            k.kind,
+            k.events,
+            k.per_event.p50 as f64 / 1e3,
+            k.per_event.p99 as f64 / 1e3,
+            k.per_event_cold.p50 as f64 / 1e3,
+            k.ours_p50_ns as f64 / 1e3,
+            k.ours_p99_ns as f64 / 1e3,
+            k.speedup_p50,
+            k.speedup_p99
+        );
+    }
+    t.push_str("</table>");
+    for m in b.miss_samples.iter().chain(&b.problems) {
+        let _ = write!(t, "<p><code>{}</code></p>", esc(m));
+    }
+    t.push_str(&baseline_svg(b));
+    t
+}
+
+/// One series of a line chart: name, colour, a value per x, and whether it uses the right axis.
+type Series = (&'static str, &'static str, Vec<f64>, bool);
+
+/// A line chart over categorical x values; the left axis in ns (durations), the right in `right`
+/// units (each axis scaled to its own maximum).
+fn line_chart(xs: &[String], series: &[Series], right: &str) -> String {
+    let (w, h, pad) = (W, 260.0, 60.0);
+    let n = xs.len().max(2) as f64 - 1.0;
+    let top = |r: bool| {
+        series
+            .iter()
+            .filter(|s| s.3 == r)
+            .flat_map(|s| s.2.iter().copied())
+            .fold(0.0f64, f64::max)
+            .max(1.0)
+    };
+    let (left_top, right_top) = (top(false) * 1.1, top(true) * 1.1);
+    let x = |i: usize| pad + i as f64 / n * (w - 2.0 * pad);
+    let y = |v: f64, t: f64| h - pad - v / t * (h - 2.0 * pad);
+    let mut out = svg_open(w, h);
+    let _ = write!(
+        out,
+        "<line x1=\"{pad}\" y1=\"{0}\" x2=\"{1}\" y2=\"{0}\" stroke=\"#333\"/><text x=\"4\" y=\"{2}\">{3}</text><text x=\"{4}\" y=\"{2}\" text-anchor=\"end\">{5} {6}</text>",
+        h - pad,
+        w - pad,
+        pad - 8.0,
+        dur(left_top),
+        w - 4.0,
+        if right_top > 1.0 { format!("{right_top:.0}") } else { String::new() },
+        esc(right)
+    );
+    for (j, (name, color, values, r)) in series.iter().enumerate() {
+        let t = if *r { right_top } else { left_top };
+        let points = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| format!("{:.1},{:.1}", x(i), y(*v, t)))
+            .collect::<Vec<_>>()
+            .join(" ");
         let _ = write!(
             out,
-            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{} pools</text><text x=\"{:.1}\" y=\"{:.1}\" fill=\"#1971c2\">{:.0} µs</text><text x=\"{:.1}\" y=\"{:.1}\" fill=\"#495057\">{:.0} MB</text>",
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\"{} points=\"{points}\"/><text x=\"{:.1}\" y=\"16\" fill=\"{color}\">{name}</text>",
+            if *r { " stroke-dasharray=\"5,3\"" } else { "" },
+            pad + j as f64 * 140.0,
+        );
+        for (i, v) in values.iter().enumerate() {
+            let label = if *r { format!("{v:.0}") } else { dur(*v) };
+            let _ = write!(
+                out,
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{color}\"><title>{name}: {label}</title></circle><text x=\"{:.1}\" y=\"{:.1}\" fill=\"{color}\" font-size=\"9\">{label}</text>",
+                x(i),
+                y(*v, t),
+                x(i) + 4.0,
+                y(*v, t) - 4.0
+            );
+        }
+    }
+    for (i, label) in xs.iter().enumerate() {
+        let _ = write!(
+            out,
+            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
             x(i),
-            h - pad + 20.0,
-            r.synthetic_pools,
-            x(i),
-            y(p99(&r.head) as f64, max_lat) - 4.0,
-            p99(&r.head) as f64 / 1e3,
-            x(i),
-            y(r.rss_bytes as f64, max_rss) + 12.0,
-            r.rss_bytes as f64 / 1e6
+            h - pad + 18.0,
+            esc(label)
         );
     }
     out.push_str("</svg>");
     out
 }
 
-/// The whole page: every report's tables and latency charts, and the scaling curves when there
-/// is more than one report (a sweep).
-pub fn render_html(reports: &[BenchReport]) -> String {
-    let mut page = String::from(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>cantilever bench</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}</style></head><body><h1>cantilever bench</h1>",
-    );
-    if reports.len() > 1 {
-        let sweep = SweepReport { runs: reports.to_vec() };
-        let _ = write!(
-            page,
-            "<h2>Scaling</h2><pre>{}</pre>{}",
-            esc(&sweep.to_string()),
-            sweep_svg(&sweep)
-        );
+fn sweep_section(s: &SweepReport) -> String {
+    let mut out = format!("<h2>Scaling</h2><pre>{}</pre>", esc(&sweep_tables(s)));
+    if !s.runs.is_empty() {
+        let xs: Vec<String> =
+            s.runs.iter().map(|r| format!("{} pools", r.synthetic_pools)).collect();
+        let f = |g: &dyn Fn(&BenchReport) -> f64| s.runs.iter().map(g).collect::<Vec<_>>();
+        out.push_str("<h3>Pools → latency and memory</h3>");
+        out.push_str(&line_chart(
+            &xs,
+            &[
+                ("head e2e p50", "#2b8a3e", f(&|r| e2e(&r.head).p50 as f64), false),
+                ("head e2e p99", "#1971c2", f(&|r| e2e(&r.head).p99 as f64), false),
+                ("pending e2e p99", "#e67700", f(&|r| e2e(&r.pending).p99 as f64), false),
+                ("RSS MB", "#495057", f(&|r| r.rss_bytes as f64 / 1e6), true),
+            ],
+            "MB",
+        ));
     }
-    for r in reports {
-        page.push_str(&report_body(r));
+    if !s.rates.is_empty() {
+        let xs: Vec<String> = s
+            .rates
+            .iter()
+            .map(|r| format!("{:.0}/s", r.pacing.as_ref().map_or(0.0, |p| p.rate)))
+            .collect();
+        let f = |g: &dyn Fn(&BenchReport) -> f64| s.rates.iter().map(g).collect::<Vec<_>>();
+        out.push_str("<h3>Pending rate → latency and queueing</h3>");
+        out.push_str(&line_chart(
+            &xs,
+            &[
+                ("pending e2e p50", "#2b8a3e", f(&|r| e2e(&r.pending).p50 as f64), false),
+                ("pending e2e p99", "#e67700", f(&|r| e2e(&r.pending).p99 as f64), false),
+                (
+                    "queue depth p99",
+                    "#495057",
+                    f(&|r| r.pacing.as_ref().map_or(0.0, |p| p.queue_depth.p99 as f64)),
+                    true,
+                ),
+            ],
+            "queued",
+        ));
+    }
+    for e in &s.failures {
+        let _ = write!(out, "<p>failed: {}</p>", esc(e));
+    }
+    for r in s.runs.iter().chain(&s.rates) {
+        let what = match &r.pacing {
+            Some(p) => format!("{:.0} pending/s", p.rate),
+            None => format!("{} synthetic pools", r.synthetic_pools),
+        };
+        let _ =
+            write!(out, "<details><summary>{what}</summary>{}</details>", report_body(r, false));
+    }
+    out
+}
+
+/// The sweep's pools and rates tables as text.
+fn sweep_tables(s: &SweepReport) -> String {
+    struct T<'a>(&'a SweepReport);
+    impl std::fmt::Display for T<'_> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            super::pools_table(f, &self.0.runs)?;
+            writeln!(f)?;
+            super::rates_table(f, &self.0.rates)
+        }
+    }
+    T(s).to_string()
+}
+
+/// The whole page: the main run's tables, ladders and per-stage histograms, the baseline, and
+/// the scaling curves of a sweep.
+pub fn render_html(main: &BenchReport, sweep: Option<&SweepReport>) -> String {
+    let mut page = String::from(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>cantilever bench</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}svg{margin:4px}</style></head><body><h1>cantilever bench</h1>",
+    );
+    page.push_str(&report_body(main, true));
+    if let Some(b) = &main.baseline {
+        page.push_str(&baseline_section(b));
+    }
+    if let Some(s) = sweep {
+        page.push_str(&sweep_section(s));
     }
     page.push_str("</body></html>\n");
     page

@@ -23,6 +23,7 @@
 //! addresses whose code and storage the state source answers from the real pool's recorded
 //! answers ([`SynthSource`]), so the engine warms, refreshes, screens and proves them as real ones.
 
+pub mod baseline;
 mod html;
 pub mod record;
 mod synth;
@@ -45,6 +46,7 @@ use crate::{
     telemetry::{EventKind, Percentiles, SharedHistograms, Stage, StageHistograms},
 };
 
+pub use baseline::{BaselineReport, CassetteRpc, run_baseline};
 pub use html::render_html;
 pub use synth::{SynthSource, add_synthetic_pools};
 
@@ -63,6 +65,12 @@ pub const STAGES: [Stage; 8] = [
 ];
 /// The pool counts `--sweep` runs.
 pub const SWEEP: [usize; 3] = [100, 1_000, 10_000];
+/// The pending-transaction rates (per second) `--sweep` runs.
+pub const RATES: [f64; 3] = [10.0, 100.0, 1_000.0];
+/// How long each paced run sends pending transactions, seconds (by default).
+pub const RATE_SECONDS: f64 = 2.0;
+/// The default time budget of each sweep run's replay.
+pub const SWEEP_BUDGET: Duration = Duration::from_secs(120);
 /// How long the driver waits for the engine to handle one event before moving on.
 const SETTLE: Duration = Duration::from_secs(5);
 
@@ -86,6 +94,31 @@ pub struct BenchOptions {
     pub chain: Option<String>,
     /// Synthetic pools to add (0: none).
     pub pools: usize,
+    /// Evaluate every proven candidate again over RPC on anvil (the eth_call baseline); only
+    /// without synthetic pools (their state is not in the cassette).
+    pub baseline: bool,
+    /// Pace pending transactions at this rate instead of lockstep (see [`Pacing`]).
+    pub rate: Option<f64>,
+    /// How long a paced run sends pending transactions, seconds.
+    pub rate_seconds: f64,
+    /// Stop sending events once the replay has run this long (the report says how many went in).
+    pub budget: Option<Duration>,
+}
+
+impl BenchOptions {
+    /// A lockstep bench of `events` with `config`, no synthetic pools, no baseline.
+    pub const fn new(events: PathBuf, config: ConfigFile) -> Self {
+        Self {
+            events,
+            config,
+            chain: None,
+            pools: 0,
+            baseline: false,
+            rate: None,
+            rate_seconds: RATE_SECONDS,
+            budget: None,
+        }
+    }
 }
 
 /// Why a bench could not run.
@@ -111,6 +144,9 @@ pub enum BenchError {
     /// The replay failed.
     #[error("replay: {0}")]
     Replay(String),
+    /// The eth_call baseline could not run.
+    #[error("baseline: {0}")]
+    Baseline(String),
 }
 
 /// One stage's latencies, nanoseconds.
@@ -123,6 +159,8 @@ pub struct StageReport {
     pub latency: Percentiles,
     /// Mean.
     pub mean_ns: f64,
+    /// Counts in log-spaced buckets (4 per decade from 100 ns): `(upper bound ns, count)`.
+    pub histogram: Vec<(u64, u64)>,
 }
 
 /// Every stage of one event kind.
@@ -185,6 +223,8 @@ pub struct BenchReport {
     pub peak_rss_bytes: u64,
     /// Events the engine did not finish within 5 s (0 on a healthy run).
     pub unsettled: u64,
+    /// Whether the replay stopped early at its time budget (the later events were not sent).
+    pub cut_short: bool,
     /// Engine counters.
     pub counts: EngineCounts,
     /// Head events.
@@ -193,6 +233,34 @@ pub struct BenchReport {
     pub pending: KindReport,
     /// Build profile (`debug` or `release`).
     pub profile: &'static str,
+    /// The eth_call baseline on the same events (when asked).
+    pub baseline: Option<BaselineReport>,
+    /// How pending transactions were paced (`None`: lockstep).
+    pub pacing: Option<Pacing>,
+}
+
+/// A paced run: pending transactions sent at a fixed rate on the replay clock, without waiting
+/// for the engine (heads still wait until the engine is idle). Each recorded pending transaction
+/// is sent `repeat` times in a row, at its place in the recording, so every rate replays the
+/// same victims on the same state; end-to-end latency then includes time spent queued.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Pacing {
+    /// Target rate, pending transactions per second.
+    pub rate: f64,
+    /// Sends of each recorded pending transaction.
+    pub repeat: u64,
+    /// Pending transactions sent.
+    pub sent: u64,
+    /// Achieved rate over the pending bursts.
+    pub achieved_rate: f64,
+    /// Pending transactions the engine examined (the rest were dropped from a full queue).
+    pub examined: u64,
+    /// Candidates signed in the run (heads included).
+    pub signed: u64,
+    /// Pending transactions already queued ahead of each one sent.
+    pub queue_depth: Percentiles,
+    /// Sends that found the engine behind the clock by more than one interval.
+    pub late: u64,
 }
 
 impl BenchReport {
@@ -226,6 +294,9 @@ impl std::fmt::Display for BenchReport {
             self.peak_rss_bytes as f64 / 1e6,
             self.unsettled
         )?;
+        if self.cut_short {
+            writeln!(f, "cut short at its time budget: later events were not sent")?;
+        }
         let c = &self.counts;
         writeln!(
             f,
@@ -254,45 +325,140 @@ impl std::fmt::Display for BenchReport {
                 )?;
             }
         }
-        Ok(())
-    }
-}
-
-/// How p99 and memory grow with the pool count (`--sweep`).
-#[derive(Clone, Debug, Serialize)]
-pub struct SweepReport {
-    /// One bench per pool count.
-    pub runs: Vec<BenchReport>,
-}
-
-impl std::fmt::Display for SweepReport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(
-            f,
-            "{:>8} {:>8} {:>14} {:>14} {:>17} {:>12}",
-            "pools", "routes", "head e2e p99", "pending p99", "head p99 vs first", "RSS MB"
-        )?;
-        let first = self.runs.first().map(|r| e2e_p99(&r.head)).unwrap_or(0);
-        for r in &self.runs {
-            let p = e2e_p99(&r.head);
-            let ratio = if first == 0 { 0.0 } else { p as f64 / first as f64 };
+        if let Some(p) = &self.pacing {
             writeln!(
                 f,
-                "{:>8} {:>8} {:>12}µs {:>12}µs {:>16.2}× {:>12.1}",
-                r.synthetic_pools,
-                r.routes,
-                us(p),
-                us(e2e_p99(&r.pending)),
-                ratio,
-                r.rss_bytes as f64 / 1e6
+                "\npaced at {:.0} pending/s ({} sends of each recorded one): {} sent at {:.0}/s, {} examined, queue depth p50 {} p99 {} max {}, {} late",
+                p.rate,
+                p.repeat,
+                p.sent,
+                p.achieved_rate,
+                p.examined,
+                p.queue_depth.p50,
+                p.queue_depth.p99,
+                p.queue_depth.max,
+                p.late
             )?;
+        }
+        if let Some(b) = &self.baseline {
+            write!(f, "{b}")?;
         }
         Ok(())
     }
 }
 
-fn e2e_p99(k: &KindReport) -> u64 {
-    k.stage(Stage::EndToEnd).map_or(0, |s| s.latency.p99)
+/// How latency and memory grow with the pool count and the pending rate (`--sweep`).
+#[derive(Clone, Debug, Serialize)]
+pub struct SweepReport {
+    /// The lockstep run without synthetic pools (with the baseline when asked).
+    pub base: BenchReport,
+    /// One lockstep run per pool count.
+    pub runs: Vec<BenchReport>,
+    /// One paced run per pending rate.
+    pub rates: Vec<BenchReport>,
+    /// Pool counts or rates whose run failed, with why.
+    pub failures: Vec<String>,
+}
+
+impl SweepReport {
+    /// Every run: base, pool counts, rates.
+    pub fn all(&self) -> Vec<BenchReport> {
+        std::iter::once(&self.base).chain(&self.runs).chain(&self.rates).cloned().collect()
+    }
+}
+
+/// The pools table of a sweep.
+fn pools_table(f: &mut std::fmt::Formatter<'_>, runs: &[BenchReport]) -> std::fmt::Result {
+    writeln!(
+        f,
+        "{:>8} {:>8} {:>14} {:>14} {:>14} {:>17} {:>12}",
+        "pools",
+        "routes",
+        "head e2e p50",
+        "head e2e p99",
+        "pending p99",
+        "head p99 vs first",
+        "RSS MB"
+    )?;
+    let first = runs.first().map(|r| e2e(&r.head).p99).unwrap_or(0);
+    for r in runs {
+        let p = e2e(&r.head);
+        let ratio = if first == 0 { 0.0 } else { p.p99 as f64 / first as f64 };
+        writeln!(
+            f,
+            "{:>8} {:>8} {:>12}µs {:>12}µs {:>12}µs {:>16.2}× {:>12.1}{}",
+            r.synthetic_pools,
+            r.routes,
+            us(p.p50),
+            us(p.p99),
+            us(e2e(&r.pending).p99),
+            ratio,
+            r.rss_bytes as f64 / 1e6,
+            if r.cut_short { "  (cut short at its budget)" } else { "" }
+        )?;
+    }
+    Ok(())
+}
+
+/// The rates table of a sweep.
+fn rates_table(f: &mut std::fmt::Formatter<'_>, runs: &[BenchReport]) -> std::fmt::Result {
+    writeln!(
+        f,
+        "{:>8} {:>8} {:>9} {:>9} {:>14} {:>14} {:>12} {:>12} {:>6}",
+        "rate/s",
+        "sent",
+        "achieved",
+        "examined",
+        "pending p50",
+        "pending p99",
+        "queue p99",
+        "queue max",
+        "late"
+    )?;
+    for r in runs {
+        let Some(p) = &r.pacing else { continue };
+        let l = e2e(&r.pending);
+        writeln!(
+            f,
+            "{:>8.0} {:>8} {:>9.0} {:>9} {:>12}µs {:>12}µs {:>12} {:>12} {:>6}",
+            p.rate,
+            p.sent,
+            p.achieved_rate,
+            p.examined,
+            us(l.p50),
+            us(l.p99),
+            p.queue_depth.p99,
+            p.queue_depth.max,
+            p.late
+        )?;
+    }
+    Ok(())
+}
+
+impl std::fmt::Display for SweepReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{}", self.base)?;
+        writeln!(
+            f,
+            "
+scaling with synthetic pools (lockstep):"
+        )?;
+        pools_table(f, &self.runs)?;
+        writeln!(
+            f,
+            "
+scaling with the pending rate (paced; latency includes queueing):"
+        )?;
+        rates_table(f, &self.rates)?;
+        for e in &self.failures {
+            writeln!(f, "failed: {e}")?;
+        }
+        Ok(())
+    }
+}
+
+fn e2e(k: &KindReport) -> Percentiles {
+    k.stage(Stage::EndToEnd).map(|s| s.latency).unwrap_or_default()
 }
 
 /// The chain, strategies and desk limits of `file`.
@@ -416,18 +582,56 @@ pub async fn run_bench(o: &BenchOptions) -> Result<BenchReport, BenchError> {
     run_cassette(&cassette, o).await
 }
 
-/// Runs a bench at every pool count of [`SWEEP`].
+/// What `--sweep` runs.
+#[derive(Clone, Debug)]
+pub struct SweepOptions {
+    /// Synthetic pool counts (lockstep runs).
+    pub pools: Vec<usize>,
+    /// Pending-transaction rates per second (paced runs, no synthetic pools).
+    pub rates: Vec<f64>,
+    /// Time budget of each pool count's and rate's replay (a run past it stops early and says
+    /// so; route enumeration during warm-up is not bounded by it).
+    pub budget: Option<Duration>,
+}
+
+impl Default for SweepOptions {
+    fn default() -> Self {
+        Self { pools: SWEEP.to_vec(), rates: RATES.to_vec(), budget: Some(SWEEP_BUDGET) }
+    }
+}
+
+/// The base run (lockstep, no synthetic pools, with the baseline when asked), then one run per
+/// pool count and one per rate. A pool count or rate whose run fails (a route blow-up, say) is
+/// reported in `failures` and the sweep goes on.
 ///
 /// # Errors
-/// As [`run_bench`].
-pub async fn run_sweep(o: &BenchOptions) -> Result<SweepReport, BenchError> {
+/// As [`run_bench`], for the cassette and the base run.
+pub async fn run_sweep(o: &BenchOptions, s: &SweepOptions) -> Result<SweepReport, BenchError> {
     let cassette = Cassette::load(&o.events)?;
-    let mut runs = Vec::new();
-    for pools in SWEEP {
-        let o = BenchOptions { pools, ..o.clone() };
-        runs.push(run_cassette(&cassette, &o).await?);
+    let base = run_cassette(&cassette, &BenchOptions { pools: 0, rate: None, ..o.clone() }).await?;
+    let mut report =
+        SweepReport { base, runs: Vec::new(), rates: Vec::new(), failures: Vec::new() };
+    for &pools in &s.pools {
+        let o = BenchOptions { pools, rate: None, baseline: false, budget: s.budget, ..o.clone() };
+        match run_cassette(&cassette, &o).await {
+            Ok(r) => report.runs.push(r),
+            Err(e) => report.failures.push(format!("{pools} pools: {e}")),
+        }
     }
-    Ok(SweepReport { runs })
+    for &rate in &s.rates {
+        let o = BenchOptions {
+            pools: 0,
+            rate: Some(rate),
+            baseline: false,
+            budget: s.budget,
+            ..o.clone()
+        };
+        match run_cassette(&cassette, &o).await {
+            Ok(r) => report.rates.push(r),
+            Err(e) => report.failures.push(format!("{rate} pending/s: {e}")),
+        }
+    }
+    Ok(report)
 }
 
 /// [`run_bench`] on a loaded cassette.
@@ -484,6 +688,15 @@ pub async fn run_cassette(
     let counters = Arc::new(IngestCounters::default());
     let _ = run.stats.ingest.set(counters.clone());
     let routes = run.routes;
+    // The baseline needs every candidate the engine proves, per event.
+    let baseline = o.baseline && o.pools == 0;
+    let tap = if baseline {
+        let (t, r) = crossbeam_channel::unbounded();
+        let _ = run.stats.tap.set(t);
+        Some(r)
+    } else {
+        None
+    };
 
     // Frames are built before the clock starts; only their parsing is timed.
     let mut frames = Vec::with_capacity(cassette.events.len());
@@ -493,89 +706,68 @@ pub async fn run_cassette(
             _ => None,
         });
     }
-    let mut decode = StageHistograms::new().map_err(|e| BenchError::Replay(e.to_string()))?;
-    let rt = tokio::runtime::Handle::current();
+    let recorded_pending =
+        cassette.events.iter().filter(|t| matches!(t.event, Event::Pending(_))).count() as u64;
+    let pace = o.rate.filter(|r| r.is_finite() && *r > 0.0).map(|rate| Pacing {
+        rate,
+        repeat: ((rate * o.rate_seconds) / recorded_pending.max(1) as f64).ceil().max(1.0) as u64,
+        ..Pacing::default()
+    });
+    let driver = Driver {
+        decode: StageHistograms::new().map_err(|e| BenchError::Replay(e.to_string()))?,
+        rt: tokio::runtime::Handle::current(),
+        lock: Lockstep::new(&run, probe.0, probe.1),
+        chain_id: meta.chain_id,
+        warm_head: warm_head.number,
+        tap,
+        pace,
+        budget: o.budget,
+    };
     let events = cassette.events.clone();
-    let lock = Lockstep::new(&run, probe.0, probe.1);
-    let chain_id = meta.chain_id;
-    let drive = tokio::task::spawn_blocking(
-        move || -> Result<(u64, u64, Duration, StageHistograms), BenchError> {
-            let mut sent = 0u64;
-            let mut unsettled = 0u64;
-            let began = Instant::now();
-            for (t, frame) in events.iter().zip(frames) {
-                let before = lock.handled();
-                match (&t.event, frame) {
-                    (Event::Head(h), Some(frame)) => {
-                        if h.number <= warm_head.number {
-                            continue;
-                        }
-                        let t0 = Instant::now();
-                        let f: Frame = serde_json::from_str(&frame)
-                            .map_err(|e| BenchError::Replay(format!("head frame: {e}")))?;
-                        let head = Head::from_rpc(chain_id, &f.params.result, t0);
-                        decode.record_since(EventKind::Head, Stage::Decode, t0);
-                        rt.block_on(tx.send_head(Event::Head(head), &counters))
-                            .map_err(|e| BenchError::Replay(e.to_string()))?;
-                    }
-                    (Event::Pending(p), _) => {
-                        let mut p = (**p).clone();
-                        p.received_at = Instant::now();
-                        tx.send_pending(p, &counters)
-                            .map_err(|e| BenchError::Replay(e.to_string()))?;
-                    }
-                    (other, _) => {
-                        // Markers (reorgs, connection changes) go through as they came, unwaited.
-                        rt.block_on(tx.send_head(other.clone(), &counters))
-                            .map_err(|e| BenchError::Replay(e.to_string()))?;
-                        sent += 1;
-                        continue;
-                    }
-                }
-                sent += 1;
-                if !lock.settle(before) {
-                    unsettled += 1;
-                }
-            }
-            let elapsed = began.elapsed();
-            drop(tx);
-            Ok((sent, unsettled, elapsed, decode))
-        },
-    );
+    let drive = tokio::task::spawn_blocking(move || driver.drive(&events, frames, &tx, &counters));
     let driven = drive.await.map_err(|e| BenchError::Replay(e.to_string()));
     let stats = run.stats.clone();
     run.stop(Duration::from_secs(2)).await;
-    let (sent, unsettled, elapsed, decode) = driven??;
+    let Driven { sent, unsettled, elapsed, decode, candidates, pacing, kinds, cut_short } =
+        driven??;
     let (rss_bytes, peak_rss_bytes) = rss();
     let mut hist = shared
         .with_latest(|h| h.cloned())
         .ok_or_else(|| BenchError::Replay("the engine published no histograms".into()))?;
     hist.merge(&decode).map_err(|e| BenchError::Replay(e.to_string()))?;
-    let count = |k: EventKind| {
-        cassette
-            .events
-            .iter()
-            .filter(|t| match (&t.event, k) {
-                (Event::Head(h), EventKind::Head) => h.number > warm_head.number,
-                (Event::Pending(_), EventKind::Pending) => true,
-                _ => false,
-            })
-            .count() as u64
-    };
     let kind = |k: EventKind| KindReport {
         kind: k.as_str(),
-        events: count(k),
+        events: kinds[k as usize],
         stages: STAGES
             .iter()
             .map(|s| StageReport {
                 stage: s.as_str(),
                 latency: hist.percentiles(k, *s),
                 mean_ns: hist.mean(k, *s),
+                histogram: hist.buckets(k, *s, 4),
             })
             .collect(),
     };
+    let baseline = if baseline {
+        let ours = |k| {
+            let e2e = hist.percentiles(k, Stage::EndToEnd);
+            (e2e.p50, e2e.p99)
+        };
+        Some(run_baseline(cassette, &candidates, ours).await?)
+    } else {
+        None
+    };
     let read = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     let secs = elapsed.as_secs_f64();
+    let counts = EngineCounts {
+        heads: read(&stats.heads),
+        pending: read(&stats.pending),
+        simulated: read(&stats.simulated),
+        approved: read(&stats.approved),
+        refused: read(&stats.refused),
+        cold_skips: read(&stats.cold_skips),
+    };
+    let pacing = pacing.map(|p| Pacing { examined: counts.pending, signed: counts.approved, ..p });
     Ok(BenchReport {
         cassette: o.events.display().to_string(),
         chain: chain.name.clone(),
@@ -588,18 +780,156 @@ pub async fn run_cassette(
         rss_bytes,
         peak_rss_bytes,
         unsettled,
-        counts: EngineCounts {
-            heads: read(&stats.heads),
-            pending: read(&stats.pending),
-            simulated: read(&stats.simulated),
-            approved: read(&stats.approved),
-            refused: read(&stats.refused),
-            cold_skips: read(&stats.cold_skips),
-        },
+        cut_short,
+        counts,
         head: kind(EventKind::Head),
         pending: kind(EventKind::Pending),
         profile: if cfg!(debug_assertions) { "debug" } else { "release" },
+        baseline,
+        pacing,
     })
+}
+
+/// What the driver did.
+struct Driven {
+    sent: u64,
+    unsettled: u64,
+    elapsed: Duration,
+    decode: StageHistograms,
+    candidates: Vec<baseline::EventCandidates>,
+    pacing: Option<Pacing>,
+    /// Events sent by kind (head, pending).
+    kinds: [u64; 2],
+    cut_short: bool,
+}
+
+/// Feeds the cassette's events to the engine (on a blocking thread).
+struct Driver<Q> {
+    decode: StageHistograms,
+    rt: tokio::runtime::Handle,
+    lock: Lockstep<Q>,
+    chain_id: u64,
+    warm_head: u64,
+    tap: Option<crossbeam_channel::Receiver<crate::engine::tap::ProvedCandidate>>,
+    pace: Option<Pacing>,
+    budget: Option<Duration>,
+}
+
+impl<Q: Fn() -> usize> Driver<Q> {
+    fn drive(
+        mut self,
+        events: &[crate::cassette::TimedEvent],
+        frames: Vec<Option<String>>,
+        tx: &ingest::EventSender,
+        counters: &IngestCounters,
+    ) -> Result<Driven, BenchError> {
+        let replay = |e: crate::ingest::SendError| BenchError::Replay(e.to_string());
+        let mut sent = 0u64;
+        let mut unsettled = 0u64;
+        let mut candidates = Vec::new();
+        let mut depth = hdrhistogram::Histogram::<u64>::new(3)
+            .map_err(|e| BenchError::Replay(e.to_string()))?;
+        let (mut burst, mut late, mut paced) = (Duration::ZERO, 0u64, 0u64);
+        let mut kinds = [0u64; 2];
+        let mut cut_short = false;
+        let began = Instant::now();
+        for (i, (t, frame)) in events.iter().zip(frames).enumerate() {
+            if self.budget.is_some_and(|b| began.elapsed() > b) {
+                cut_short = true;
+                break;
+            }
+            let before = self.lock.handled();
+            match (&t.event, frame) {
+                (Event::Head(h), Some(frame)) => {
+                    if h.number <= self.warm_head {
+                        continue;
+                    }
+                    let t0 = Instant::now();
+                    let f: Frame = serde_json::from_str(&frame)
+                        .map_err(|e| BenchError::Replay(format!("head frame: {e}")))?;
+                    let head = Head::from_rpc(self.chain_id, &f.params.result, t0);
+                    kinds[EventKind::Head as usize] += 1;
+                    self.decode.record_since(EventKind::Head, Stage::Decode, t0);
+                    self.rt.block_on(tx.send_head(Event::Head(head), counters)).map_err(replay)?;
+                }
+                (Event::Pending(p), _) => match &self.pace {
+                    None => {
+                        let mut p = (**p).clone();
+                        p.received_at = Instant::now();
+                        tx.send_pending(p, counters).map_err(replay)?;
+                        kinds[EventKind::Pending as usize] += 1;
+                    }
+                    Some(pace) => {
+                        // A burst on the replay clock, not waited on; settled before the next
+                        // head so every head still sees an idle engine.
+                        let interval = Duration::from_secs_f64(1.0 / pace.rate);
+                        let start = Instant::now();
+                        for k in 0..pace.repeat {
+                            let due = start + interval * (k as u32);
+                            let now = Instant::now();
+                            if now < due {
+                                std::thread::sleep(due - now);
+                            } else if now - due > interval {
+                                late += 1;
+                            }
+                            let _ = depth.record(self.lock.pending.len() as u64);
+                            let mut p = (**p).clone();
+                            p.received_at = Instant::now();
+                            tx.send_pending(p, counters).map_err(replay)?;
+                        }
+                        burst += start.elapsed() + interval;
+                        paced += pace.repeat;
+                        sent += pace.repeat;
+                        kinds[EventKind::Pending as usize] += pace.repeat;
+                        if !self.lock.settle_at(before + pace.repeat) {
+                            unsettled += 1;
+                        }
+                        self.collect(i, &mut candidates);
+                        continue;
+                    }
+                },
+                (other, _) => {
+                    // Markers (reorgs, connection changes) go through as they came, unwaited.
+                    self.rt.block_on(tx.send_head(other.clone(), counters)).map_err(replay)?;
+                    sent += 1;
+                    continue;
+                }
+            }
+            sent += 1;
+            if !self.lock.settle(before) {
+                unsettled += 1;
+            }
+            self.collect(i, &mut candidates);
+        }
+        let elapsed = began.elapsed();
+        let pacing = self.pace.take().map(|p| Pacing {
+            sent: paced,
+            achieved_rate: if burst.is_zero() { 0.0 } else { paced as f64 / burst.as_secs_f64() },
+            queue_depth: baseline::percentiles_of(&depth),
+            late,
+            ..p
+        });
+        Ok(Driven {
+            sent,
+            unsettled,
+            elapsed,
+            decode: self.decode,
+            candidates,
+            pacing,
+            kinds,
+            cut_short,
+        })
+    }
+
+    /// The candidates the engine proved for event `i` (once it is settled).
+    fn collect(&self, i: usize, out: &mut Vec<baseline::EventCandidates>) {
+        if let Some(tap) = &self.tap {
+            let got: Vec<_> = tap.try_iter().collect();
+            if !got.is_empty() {
+                out.push((i, got));
+            }
+        }
+    }
 }
 
 /// Paces a feed on the engine: after sending an event, wait until the engine has handled it and
@@ -631,8 +961,13 @@ impl<Q: Fn() -> usize> Lockstep<Q> {
     /// Waits (polling every 20 µs, at most [`SETTLE`]) until an input beyond `before` was handled
     /// and nothing is queued; false on timeout.
     pub(crate) fn settle(&self, before: u64) -> bool {
+        self.settle_at(before + 1)
+    }
+
+    /// Waits (as [`Lockstep::settle`]) until `target` inputs were handled and nothing is queued.
+    pub(crate) fn settle_at(&self, target: u64) -> bool {
         let done = || {
-            self.handled() > before
+            self.handled() >= target
                 && self.heads.is_empty()
                 && self.pending.is_empty()
                 && (self.queued)() == 0

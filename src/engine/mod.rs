@@ -34,6 +34,7 @@ mod feeder;
 pub mod market;
 mod position;
 mod run;
+pub mod tap;
 mod xleg;
 
 use std::{
@@ -160,6 +161,8 @@ pub struct EngineStats {
     pub ingest: std::sync::OnceLock<Arc<crate::ingest::IngestCounters>>,
     /// Inputs the loop has finished handling (every kind; a replay paces itself on it).
     pub handled: AtomicU64,
+    /// Where every proven candidate is copied when set (the bench's eth_call baseline).
+    pub tap: std::sync::OnceLock<Sender<tap::ProvedCandidate>>,
 }
 
 /// Everything the engine needs for one chain.
@@ -958,7 +961,25 @@ impl Engine {
                     holders,
                     watch_calls_to: self.p.executor,
                 };
-                let outcome = match bs.simulate(&sim_tx) {
+                let simulated = bs.simulate(&sim_tx);
+                if let Some(t) = self.stats.tap.get() {
+                    let _ = t.send(tap::ProvedCandidate {
+                        kind,
+                        head: *head,
+                        next: *next,
+                        from: self.p.operator,
+                        to: self.p.executor,
+                        input: probe_tx.input.clone(),
+                        gas_limit: probe_tx.gas_limit,
+                        max_fee_per_gas: probe_tx.max_fee_per_gas,
+                        max_priority_fee_per_gas: probe_tx.max_priority_fee_per_gas,
+                        leading: pending.iter().map(|(t, _)| t.clone()).collect(),
+                        route: pick.route,
+                        amount_in: pick.amount_in,
+                        outcome: tap::TapOutcome::of(&simulated),
+                    });
+                }
+                let outcome = match simulated {
                     Ok(o) => o,
                     Err(SimError::Cold(keys)) => {
                         self.stats.cold_skips.fetch_add(1, Ordering::Relaxed);

@@ -177,6 +177,19 @@ impl StageHistograms {
         self.hists[index(kind, stage)].mean()
     }
 
+    /// One histogram's counts in log-spaced buckets from 100 ns, `per_decade` buckets per power
+    /// of ten, up to its largest value: `(bucket upper bound ns, count)` (for plots).
+    pub fn buckets(&self, kind: EventKind, stage: Stage, per_decade: u32) -> Vec<(u64, u64)> {
+        let h = &self.hists[index(kind, stage)];
+        if h.is_empty() {
+            return Vec::new();
+        }
+        let factor = 10f64.powf(1.0 / f64::from(per_decade.max(1)));
+        h.iter_log(100, factor)
+            .map(|v| (v.value_iterated_to(), v.count_since_last_iteration()))
+            .collect()
+    }
+
     /// Empties every histogram.
     pub fn reset(&mut self) {
         self.hists.iter_mut().for_each(Histogram::reset);

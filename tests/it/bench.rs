@@ -99,13 +99,9 @@ async fn regenerate_devnet_cassette() {
     assert!(std::fs::metadata(&out).unwrap().len() < 1_000_000, "fixture under 1 MB");
 }
 
-/// The committed cassette replayed through the engine: the report has every stage, end to end
-/// included, for head and for pending events (counts only; timings are not asserted).
-#[test]
-fn bench_reports_every_stage_for_both_event_kinds() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("bench.json");
-    let html = dir.path().join("bench.html");
+fn bench_cli(extra: &[&str], dir: &std::path::Path) -> (serde_json::Value, String, String) {
+    let json = dir.join("bench.json");
+    let html = dir.join("bench.html");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_cantilever"))
         .args(["bench", "--events"])
         .arg(fixture("devnet-138.cas"))
@@ -115,13 +111,19 @@ fn bench_reports_every_stage_for_both_event_kinds() {
         .arg(&json)
         .arg("--html")
         .arg(&html)
+        .args(extra)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "bench failed:\n{stdout}\n{stderr}");
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let report = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    (report, std::fs::read_to_string(&html).unwrap(), stdout)
+}
+
+/// Every stage, end to end included, timed for both event kinds; the engine processed every
+/// head and signed.
+fn assert_every_stage(report: &serde_json::Value, stdout: &str) {
     assert_eq!(report["unsettled"], 0, "{stdout}");
     for kind in ["head", "pending"] {
         let stages = report[kind]["stages"].as_array().unwrap();
@@ -130,15 +132,15 @@ fn bench_reports_every_stage_for_both_event_kinds() {
             names,
             ["decode", "state_apply", "screen", "size", "sim", "risk", "sign", "end_to_end"]
         );
-        // Every stage, end to end included, is timed for both event kinds: the cassette holds
-        // depeg dumps and pending victims the replayed engine proves and signs.
+        // The cassette holds depeg dumps and pending victims the replayed engine proves and
+        // signs: every stage is timed, and its histogram holds every value.
         for s in stages {
-            assert!(
-                s["count"].as_u64().unwrap() > 0,
-                "{kind} {} never timed:\n{stdout}",
-                s["stage"]
-            );
+            let count = s["count"].as_u64().unwrap();
+            assert!(count > 0, "{kind} {} never timed:\n{stdout}", s["stage"]);
             assert!(s["max"].as_u64().unwrap() >= s["p50"].as_u64().unwrap());
+            let in_buckets: u64 =
+                s["histogram"].as_array().unwrap().iter().map(|b| b[1].as_u64().unwrap()).sum();
+            assert_eq!(in_buckets, count, "{kind} {} histogram", s["stage"]);
         }
     }
     assert_eq!(report["counts"]["heads"], report["head"]["events"], "every head processed");
@@ -146,7 +148,100 @@ fn bench_reports_every_stage_for_both_event_kinds() {
         report["counts"]["approved"].as_u64().unwrap() > 0,
         "candidates approved and signed: {stdout}"
     );
-    let page = std::fs::read_to_string(&html).unwrap();
+}
+
+/// The committed cassette replayed through the engine, with the eth_call baseline in the same
+/// run: every candidate the engine proved is evaluated again over RPC on anvil forked at the same
+/// block from the cassette, and both agree on status and gas for every one the engine
+/// simulated; nothing the fork asked was missing from the cassette (timings are not asserted).
+#[test]
+fn bench_reports_every_stage_and_the_eth_call_baseline_agrees() {
+    let dir = tempfile::tempdir().unwrap();
+    let (report, page, stdout) = bench_cli(&[], dir.path());
+    assert_every_stage(&report, &stdout);
+    let b = &report["baseline"];
+    let candidates = b["candidates"].as_u64().unwrap();
+    assert!(candidates > 0, "candidates evaluated over RPC:\n{stdout}");
+    assert_eq!(b["server_misses"], 0, "the fork found all its state in the cassette:\n{stdout}");
+    assert_eq!(b["errors"], 0, "{stdout}");
+    assert_eq!(b["disagree"], 0, "{stdout}");
+    assert_eq!(
+        b["agree"].as_u64().unwrap() + b["not_simulated"].as_u64().unwrap(),
+        candidates,
+        "{stdout}"
+    );
+    assert!(b["agree"].as_u64().unwrap() > 0, "{stdout}");
+    for call in b["calls"].as_array().unwrap() {
+        if !call["ours"].is_null() {
+            assert_eq!(call["ours"], call["theirs"], "status and gas: {call}");
+            assert!(call["ours"][1].as_u64().unwrap() > 21_000, "gas used: {call}");
+        }
+    }
+    // Both event kinds were evaluated, and the ratio is computed from both sides.
+    for kind in ["head", "pending"] {
+        let k = &b[kind];
+        assert!(k["events"].as_u64().unwrap() > 0, "{kind} events with candidates:\n{stdout}");
+        assert!(k["per_event"]["p50"].as_u64().unwrap() > 0);
+        assert!(k["speedup_p50"].as_f64().unwrap() > 0.0);
+    }
     assert!(page.contains("<svg") && !page.contains("<script"), "self-contained SVG page");
+    assert!(page.contains("Baseline: eth_call"), "baseline section");
+    assert!(page.contains("head end_to_end") && page.contains("pending sim"), "stage histograms");
+    eprintln!("{stdout}");
+}
+
+/// `--sweep` with small pool counts and short paced runs: every pool count and rate ran, the
+/// market grew with the pools, each rate sent what it was asked to and the engine examined and
+/// signed backruns; the page has the scaling curves.
+#[test]
+fn bench_sweep_scales_pools_and_pending_rates() {
+    let dir = tempfile::tempdir().unwrap();
+    let (report, page, stdout) = bench_cli(
+        &[
+            "--no-baseline",
+            "--sweep",
+            "--sweep-pools",
+            "2,6",
+            "--sweep-rates",
+            "50,500",
+            "--rate-seconds",
+            "0.2",
+        ],
+        dir.path(),
+    );
+    assert_every_stage(&report["base"], &stdout);
+    assert!(report["base"]["baseline"].is_null(), "--no-baseline");
+    assert_eq!(report["failures"].as_array().unwrap().len(), 0, "{stdout}");
+    let runs = report["runs"].as_array().unwrap();
+    let pools: Vec<_> = runs.iter().map(|r| r["synthetic_pools"].as_u64().unwrap()).collect();
+    assert_eq!(pools, [2, 6]);
+    let venues = |r: &serde_json::Value| r["venues"].as_u64().unwrap();
+    assert_eq!(venues(&runs[0]), venues(&report["base"]) + 2, "{stdout}");
+    assert_eq!(venues(&runs[1]), venues(&runs[0]) + 4);
+    assert!(runs[1]["routes"].as_u64().unwrap() > runs[0]["routes"].as_u64().unwrap());
+    for r in runs {
+        assert_eq!(r["unsettled"], 0, "{stdout}");
+        assert_eq!(r["cut_short"], false, "{stdout}");
+        assert_eq!(r["head"]["events"], report["base"]["head"]["events"], "every head sent");
+        assert!(r["counts"]["approved"].as_u64().unwrap() > 0, "{stdout}");
+    }
+    let rates = report["rates"].as_array().unwrap();
+    assert_eq!(rates.len(), 2);
+    let recorded = report["base"]["pending"]["events"].as_u64().unwrap();
+    for (r, rate) in rates.iter().zip([50.0, 500.0]) {
+        let p = &r["pacing"];
+        assert_eq!(p["rate"].as_f64().unwrap(), rate);
+        let repeat = p["repeat"].as_u64().unwrap();
+        assert_eq!(repeat, ((rate * 0.2) / recorded as f64).ceil().max(1.0) as u64);
+        assert_eq!(p["sent"].as_u64().unwrap(), repeat * recorded, "{stdout}");
+        assert_eq!(r["pending"]["events"].as_u64().unwrap(), repeat * recorded);
+        assert!(p["examined"].as_u64().unwrap() > 0, "{stdout}");
+        assert!(p["achieved_rate"].as_f64().unwrap() > 0.0);
+        let e2e = r["pending"]["stages"].as_array().unwrap().last().unwrap();
+        assert!(e2e["count"].as_u64().unwrap() > 0, "paced backruns signed:\n{stdout}");
+    }
+    assert!(page.contains("Pools → latency and memory"), "pools curve");
+    assert!(page.contains("Pending rate → latency and queueing"), "rate curve");
+    assert!(page.contains("<polyline") && !page.contains("<script"));
     eprintln!("{stdout}");
 }
