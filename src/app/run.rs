@@ -226,9 +226,15 @@ async fn serve(
         running.iter().map(|r| (r.telemetry.name(), &r.handle)).collect();
     let xchain = crate::xchain::start_from_config(cfg, &engines, Some(ledger.clone()))
         .map_err(AppError::Setup)?;
-    if xchain.is_some() {
-        info!(target: TARGET, "cross-chain coordinator running");
-    }
+    let xchain = match xchain {
+        Some(h) => {
+            info!(target: TARGET, "cross-chain coordinator running");
+            let m = crate::xchain::XMetrics::new(metrics.registry())
+                .map_err(|e| AppError::Setup(e.to_string()))?;
+            Some((h, m))
+        }
+        None => None,
+    };
     info!(target: TARGET, chains = ?names, metrics = %metrics_addr,
         "running; SIGINT/SIGTERM stop gracefully, SIGUSR1 re-reads the halt file");
 
@@ -236,7 +242,12 @@ async fn serve(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let stop = loop {
         tokio::select! {
-            _ = tick.tick() => sync(&mut running, &health, &metrics, ledger, &cfg.engine.halt_file),
+            _ = tick.tick() => {
+                sync(&mut running, &health, &metrics, ledger, &cfg.engine.halt_file);
+                if let Some((h, m)) = &xchain {
+                    m.sync(&h.stats);
+                }
+            }
             s = signals.next() => match s {
                 Sig::Usr1 => reload_halt(&mut running, &cfg.engine.halt_file),
                 Sig::Hup => reload_risk(&running, &args.config),

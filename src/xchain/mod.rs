@@ -162,3 +162,86 @@ pub fn start_from_config(
         chains.try_into().map_err(|_| "cross_chain.chains must name two chains".to_owned())?;
     start(x.clone(), &cfg.risk, chains, ledger).map(Some).map_err(|e| format!("coordinator: {e}"))
 }
+
+/// The coordinator's counters on the metrics page (gauges set from [`XStats`] at each sync).
+#[derive(Debug, Clone)]
+pub struct XMetrics {
+    gauges: Vec<(&'static str, crate::telemetry::Gauge)>,
+    floats: Vec<(&'static str, crate::telemetry::FloatGauge)>,
+}
+
+/// (metric name, help) of the integer gauges, in [`XMetrics::sync`] order.
+const X_GAUGES: [(&str, &str); 8] = [
+    ("cantilever_xchain_trades", "Cross-chain trades whose legs were ordered proven."),
+    ("cantilever_xchain_settled", "Cross-chain trades with both legs landed."),
+    (
+        "cantilever_xchain_one_leg",
+        "Cross-chain trades where exactly one leg landed (open positions).",
+    ),
+    ("cantilever_xchain_frozen", "1 while a pair is frozen after a leg failure."),
+    ("cantilever_xchain_refused_costs", "Spreads screened and refused for not paying every cost."),
+    ("cantilever_bridge_transfers", "Bridge transfers sent."),
+    ("cantilever_bridge_arrived", "Bridge transfers released on their destination."),
+    (
+        "cantilever_bridge_refused_capacity",
+        "Rebalances refused by the capacity rule or the in-flight cap.",
+    ),
+];
+
+/// (metric name, help) of the USD gauges, in [`XMetrics::sync`] order.
+const X_FLOATS: [(&str, &str); 4] = [
+    (
+        "cantilever_xchain_realised_pnl_usd",
+        "Realised PnL of settled cross-chain trades after gas, USD.",
+    ),
+    ("cantilever_xchain_simulated_pnl_usd", "Simulated PnL of the same trades after gas, USD."),
+    ("cantilever_bridge_in_flight_usd", "Value in flight through the bridge, USD."),
+    ("cantilever_bridge_cost_usd", "Bridge fees and lock gas booked, USD."),
+];
+
+impl XMetrics {
+    /// Registers the coordinator's gauges.
+    ///
+    /// # Errors
+    /// A name clash in `registry`.
+    pub fn new(
+        registry: &crate::telemetry::Registry,
+    ) -> Result<Self, crate::telemetry::TelemetryError> {
+        let gauges = X_GAUGES
+            .iter()
+            .map(|(n, h)| registry.gauge(n, h, &[]).map(|g| (*n, g)))
+            .collect::<Result<_, _>>()?;
+        let floats = X_FLOATS
+            .iter()
+            .map(|(n, h)| registry.float_gauge(n, h, &[]).map(|g| (*n, g)))
+            .collect::<Result<_, _>>()?;
+        Ok(Self { gauges, floats })
+    }
+
+    /// Sets every gauge from `s`.
+    pub fn sync(&self, s: &XStats) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let ints = [
+            s.trades.load(Relaxed),
+            s.settled.load(Relaxed),
+            s.one_leg.load(Relaxed),
+            u64::from(s.frozen.load(Relaxed)),
+            s.refused_costs.load(Relaxed),
+            s.transfers.load(Relaxed),
+            s.arrived.load(Relaxed),
+            s.refused_capacity.load(Relaxed),
+        ];
+        for ((_, g), v) in self.gauges.iter().zip(ints) {
+            g.set(i64::try_from(v).unwrap_or(i64::MAX));
+        }
+        let usd = [
+            s.realised_micro_usd.load(Relaxed),
+            s.simulated_micro_usd.load(Relaxed),
+            s.in_flight_micro_usd.load(Relaxed),
+            s.bridge_cost_micro_usd.load(Relaxed),
+        ];
+        for ((_, g), v) in self.floats.iter().zip(usd) {
+            g.set(v as f64 / 1e6);
+        }
+    }
+}
