@@ -161,7 +161,7 @@ impl Engine {
             tokens: o.tokens,
             label: &o.label,
             expected: o.expected_profit,
-            opening: true,
+            opening: !o.unwind,
             strategy: StrategyKind::CrossChain,
         };
         let leg = self

@@ -134,6 +134,8 @@ pub(crate) struct Coordinator {
     trade: Option<Trade>,
     next_xid: u64,
     frozen: Vec<(String, String)>,
+    /// Unwind legs in flight: (unwind id, the open position it closes, its pair, its row).
+    unwinds: Vec<(u64, (String, String), ledger::Position)>,
     ledger: Option<LedgerHandle>,
     stats: Arc<XStats>,
     history: Arc<Mutex<Vec<InventoryPoint>>>,
@@ -168,6 +170,7 @@ impl Coordinator {
             trade: None,
             next_xid: 1,
             frozen: Vec::new(),
+            unwinds: Vec::new(),
             ledger,
             stats,
             history,
@@ -419,6 +422,7 @@ impl Coordinator {
                 min_out: min_out(plan.base_bought, self.slippage_bps),
                 expected_profit: profit_raw,
                 label: label("buy", buy),
+                unwind: false,
             },
             LegOrder {
                 xid,
@@ -429,6 +433,7 @@ impl Coordinator {
                 min_out: min_out(plan.amount_out, self.slippage_bps),
                 expected_profit: profit_raw,
                 label: label("sell", sell),
+                unwind: false,
             },
         ];
         let usd = |raw: U256, d: u8, p: f64| {
@@ -517,6 +522,27 @@ impl Coordinator {
     }
 
     fn on_leg(&mut self, xid: u64, chain_id: u64, outcome: LegOutcome) {
+        if let Some(k) = self.unwinds.iter().position(|u| u.0 == xid) {
+            let (_, pair, mut row) = self.unwinds.swap_remove(k);
+            if let LegOutcome::Landed { amount_out, .. } = outcome {
+                // Traded back: the position is closed and the pair trades again.
+                info!(xid, position = %row.id, %amount_out, "landed leg unwound; position closed");
+                row.state = PositionState::Closed;
+                row.closed_at_ms = Some(ledger::now_unix_ms());
+                row.notes = Some(format!(
+                    "{}; unwound on its own chain for {amount_out}",
+                    row.notes.unwrap_or_default()
+                ));
+                if let Some(l) = &self.ledger {
+                    l.record(row);
+                }
+                self.frozen.retain(|p| *p != pair);
+                self.stats.frozen.store(!self.frozen.is_empty(), Ordering::Relaxed);
+            } else {
+                warn!(xid, position = %row.id, "unwind did not land; the position stays open and the pair frozen");
+            }
+            return;
+        }
         let Some(mut t) = self.trade.take().filter(|t| t.xid == xid) else { return };
         let Some(k) = self.leg_of(&t, chain_id) else { return };
         t.legs[k] = LegState::Done(outcome);
@@ -565,27 +591,28 @@ impl Coordinator {
         };
         let policy = self.cfg.on_leg_failure;
         warn!(xid = t.xid, chain = %self.chains[chain].name, ?policy, "cross-chain trade: one leg landed, the other did not");
+        let row = ledger::Position {
+            id: format!("xchain:{}:{}", self.chains[chain].chain_id, t.xid),
+            chain_id: self.chains[chain].chain_id,
+            token: order.tokens.1,
+            amount,
+            amount_usd: Some(crate::engine::market::u256_f64(amount) * t.out_per_raw[k]),
+            state: PositionState::Open,
+            opened_at_ms: ledger::now_unix_ms(),
+            closed_at_ms: None,
+            notes: Some(format!(
+                "cross-chain {} {}/{}: the {} leg landed, the other did not; policy {:?}; paid {} of {}",
+                t.xid,
+                t.pair.0,
+                t.pair.1,
+                if k == 0 { "buy" } else { "sell" },
+                policy,
+                order.amount_in,
+                order.tokens.0
+            )),
+        };
         if let Some(l) = &self.ledger {
-            l.record(ledger::Position {
-                id: format!("xchain:{}:{}", self.chains[chain].chain_id, t.xid),
-                chain_id: self.chains[chain].chain_id,
-                token: order.tokens.1,
-                amount,
-                amount_usd: Some(crate::engine::market::u256_f64(amount) * t.out_per_raw[k]),
-                state: PositionState::Open,
-                opened_at_ms: ledger::now_unix_ms(),
-                closed_at_ms: None,
-                notes: Some(format!(
-                    "cross-chain {} {}/{}: the {} leg landed, the other did not; policy {:?}; paid {} of {}",
-                    t.xid,
-                    t.pair.0,
-                    t.pair.1,
-                    if k == 0 { "buy" } else { "sell" },
-                    policy,
-                    order.amount_in,
-                    order.tokens.0
-                )),
-            });
+            l.record(row.clone());
         }
         match policy {
             LegFailurePolicy::Hold => {
@@ -608,9 +635,12 @@ impl Coordinator {
                     min_out: floor,
                     expected_profit: I256::ZERO,
                     label: format!("xchain {}: unwind the landed leg", t.xid),
+                    unwind: true,
                 };
                 self.frozen.push(t.pair.clone());
                 self.stats.frozen.store(true, Ordering::Relaxed);
+                self.stats.legs_ordered.fetch_add(1, Ordering::Relaxed);
+                self.unwinds.push((xid, t.pair.clone(), row));
                 self.chains[chain].control.send(Control::Xchain(XControl::Prove(back)));
                 self.chains[chain].control.send(Control::Xchain(XControl::Go(xid)));
             }

@@ -81,6 +81,8 @@ pub struct LegOrder {
     pub expected_profit: alloy::primitives::I256,
     /// For the ledger.
     pub label: String,
+    /// Trades a landed leg back (closes exposure: not gated as a new position).
+    pub unwind: bool,
 }
 
 /// A rebalancing transfer through the bridge.

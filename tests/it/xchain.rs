@@ -402,7 +402,21 @@ async fn inventory_drift_is_restored_through_the_bridge() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_failed_leg_is_held_and_never_chased() {
-    let rig = rig(2, 10, 2).await;
+    one_failed_leg(LegFailurePolicy::Hold).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_failed_leg_is_unwound_on_its_own_chain() {
+    one_failed_leg(LegFailurePolicy::Unwind).await;
+}
+
+/// Makes the Alltra leg revert after the 138 leg landed; checks `policy` is applied and the
+/// failed leg never chased.
+async fn one_failed_leg(policy: LegFailurePolicy) {
+    let mut rig = rig(2, 10, 2).await;
+    if let Some(x) = rig.cfg.strategies.cross_chain.as_mut() {
+        x.on_leg_failure = policy;
+    }
     rig.sell_base(0, e6(25_000), None).await;
     // Alltra stops mining on its own: its leg will wait in the mempool.
     let alltra = rig.http(1);
@@ -425,6 +439,25 @@ async fn one_failed_leg_is_held_and_never_chased() {
     alltra.anvil_mine(Some(1), None).await.expect("mine");
     alltra.anvil_set_auto_mine(true).await.expect("automine on");
     assert!(wait(60, || s.one_leg.load(Ordering::Relaxed) == 1), "one leg landed: {s:?}");
+    if policy == LegFailurePolicy::Unwind {
+        // The landed leg is traded back at once, the position closed and the pair released.
+        assert!(wait(30, || !s.frozen.load(Ordering::Relaxed)), "unwound: {s:?}");
+        assert_eq!(s.legs_ordered.load(Ordering::Relaxed), 3, "two legs and one unwind");
+        let recs = run.records(&rig.cfg.engine.ledger_path);
+        let rows: Vec<_> = recs
+            .iter()
+            .filter_map(|r| match r {
+                Record::Position(p) if p.id.starts_with("xchain:138:") => Some(p.clone()),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            rows.iter().any(|p| p.state == PositionState::Closed),
+            "the position is closed by the unwind: {rows:#?}"
+        );
+        run.stop().await;
+        return;
+    }
     assert!(s.frozen.load(Ordering::Relaxed), "the pair is held");
     // More heads on both chains: no leg chases it and no new trade opens on the pair.
     let n = s.snapshots.load(Ordering::Relaxed);
