@@ -493,7 +493,15 @@ impl Engine {
             }
             changed
         };
-        self.decode(&changed, &next);
+        let moved = self.decode(&changed, &next);
+        // A full read re-decodes every venue: after the first head, only the venues whose state
+        // it changed are screened again (with thousands of venues, screening them all would
+        // cost as much as the whole market, every time the cache is re-read).
+        let changed = if update.full && self.stats.heads.load(Ordering::Relaxed) > 0 {
+            moved
+        } else {
+            changed
+        };
         if !supplement && update.blocks > 0 {
             self.track_deviation(&head);
         }
@@ -527,10 +535,11 @@ impl Engine {
         self.hist_publish(false);
     }
 
-    /// Re-decodes venues `which` from the cache; cold keys are asked of the feeder.
-    fn decode(&mut self, which: &[usize], next: &NextBlock) {
+    /// Re-decodes venues `which` from the cache; cold keys are asked of the feeder. Returns the
+    /// venues whose decoded state changed (or that were decoded for the first time).
+    fn decode(&mut self, which: &[usize], next: &NextBlock) -> Vec<usize> {
         if which.is_empty() {
-            return;
+            return Vec::new();
         }
         let operator = self.p.operator;
         let mut missing = Vec::new();
@@ -555,7 +564,11 @@ impl Engine {
             self.cache.touch(&touched, number);
         }
         let first = self.market.routes.is_empty();
+        let mut moved = Vec::with_capacity(decoded.len());
         for (i, pool) in decoded {
+            if !self.market.decoded[i] || self.market.pools[i] != pool {
+                moved.push(i);
+            }
             self.market.pools[i] = pool;
             self.market.decoded[i] = true;
         }
@@ -568,6 +581,7 @@ impl Engine {
             self.cache.count_cold(missing.len() as u64);
             let _ = self.feeder.send(FeederCmd::Watch(missing));
         }
+        moved
     }
 
     /// Signed deviation of a 1:1 pegged pool from parity, bps (quote per base, decimals
