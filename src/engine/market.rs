@@ -2,6 +2,7 @@
 //! flash sources, and every candidate route with the index of routes per pool.
 
 use alloy::primitives::{Address, U256, map::AddressHashMap};
+use smallvec::SmallVec;
 
 use crate::{
     config::{ChainConfig, FlashLenderKind, VenueKind},
@@ -16,6 +17,25 @@ use crate::{
         vault::ReserveVault as VaultState,
     },
 };
+
+/// Most routes through one pool ([`Market::enumerate_routes`]): bounds what a head touching
+/// the pool screens, and makes the route count linear in the pools.
+pub const MAX_ROUTES_PER_POOL: usize = 32;
+
+/// A directed edge of the token graph: a pool traded one way.
+#[derive(Clone, Copy, Debug)]
+struct Edge {
+    pool: usize,
+    side: Side,
+    inp: Address,
+    out: Address,
+}
+
+impl Edge {
+    const fn new(pool: usize, side: Side, inp: Address, out: Address) -> Self {
+        Self { pool, side, inp, out }
+    }
+}
 
 /// A token the chain trades.
 #[derive(Clone, Debug, PartialEq)]
@@ -316,84 +336,175 @@ impl Market {
         }
     }
 
-    /// Enumerates every 2- and 3-hop cycle over the decoded venues (distinct venues, no token
-    /// repeated inside the cycle), starting in a token some flash source lends, and indexes them by
-    /// pool. `anchor` names the triangle strategy's anchor token. Call after the first decode.
+    /// Enumerates the 2- and 3-hop cycles over the decoded venues (distinct venues, no token
+    /// repeated inside the cycle), starting in a token some flash source lends, and indexes them
+    /// by pool, with at most [`MAX_ROUTES_PER_POOL`] routes through any one pool. `anchor` names
+    /// the triangle strategy's anchor token. Call after the first decode.
     pub fn enumerate_routes(&mut self, anchor: Option<Address>) {
+        self.enumerate_routes_capped(anchor, MAX_ROUTES_PER_POOL);
+    }
+
+    /// [`Market::enumerate_routes`] with the per-pool cap given.
+    ///
+    /// Pools join in index order (configured venues first, synthetic copies after them): pool
+    /// `j` adds the cycles it closes with earlier pools that still have room, so every cycle of
+    /// a market whose pools stay under the cap is found, a pool's routes (what a head touching
+    /// it screens) stay bounded, and the total grows linearly in the pools. A pool with many
+    /// copies of its pair (the bench's synthetic pools) trades against the copies that joined
+    /// before it while they have room. The work is proportional to the routes found.
+    pub fn enumerate_routes_capped(&mut self, anchor: Option<Address>, cap: usize) {
         self.routes.clear();
         self.by_pool = vec![Vec::new(); self.pools.len()];
-        let edges: Vec<(usize, Side, Address, Address)> = (0..self.pools.len())
-            .filter(|i| self.decoded[*i])
-            .flat_map(|i| {
-                let (b, q) = self.pools[i].tokens();
-                [(i, Side::SellBase, b, q), (i, Side::SellQuote, q, b)]
-            })
-            .collect();
         let starts: Vec<Address> = self
             .tokens
             .iter()
             .map(|t| t.address)
             .filter(|t| self.lenders.iter().any(|l| l.tokens.contains(t)))
             .collect();
-        let mut found: Vec<Vec<RouteHop>> = Vec::new();
-        for s in &starts {
-            for e1 in edges.iter().filter(|e| e.2 == *s) {
-                for e2 in edges.iter().filter(|e| e.2 == e1.3 && e.0 != e1.0) {
-                    if e2.3 == *s {
-                        found.push(vec![RouteHop::new(e1.0, e1.1), RouteHop::new(e2.0, e2.1)]);
+        // Directed edges of the pools that joined and still have room: by input token, and by
+        // (input, output).
+        let mut by_in: AddressHashMap<Vec<Edge>> = AddressHashMap::default();
+        let mut by_pair: std::collections::HashMap<(Address, Address), Vec<Edge>> =
+            std::collections::HashMap::new();
+        let mut count = vec![0usize; self.pools.len()];
+        let mut cycles: Vec<SmallVec<[Edge; 3]>> = Vec::new();
+        for j in 0..self.pools.len() {
+            if !self.decoded[j] {
+                continue;
+            }
+            let (b, q) = self.pools[j].tokens();
+            cycles.clear();
+            for e in [Edge::new(j, Side::SellBase, b, q), Edge::new(j, Side::SellQuote, q, b)] {
+                // Two hops: back through one earlier pool of the pair.
+                for g in by_pair.get(&(e.out, e.inp)).into_iter().flatten() {
+                    cycles.push(SmallVec::from_slice(&[e, *g]));
+                }
+                // Three hops: e.out → t → e.inp through two earlier pools.
+                for f in by_in.get(&e.out).into_iter().flatten() {
+                    if f.out == e.inp {
                         continue;
                     }
-                    for e3 in edges
-                        .iter()
-                        .filter(|e| e.2 == e2.3 && e.3 == *s && e.0 != e1.0 && e.0 != e2.0)
-                    {
-                        found.push(vec![
-                            RouteHop::new(e1.0, e1.1),
-                            RouteHop::new(e2.0, e2.1),
-                            RouteHop::new(e3.0, e3.1),
-                        ]);
+                    for g in by_pair.get(&(f.out, e.inp)).into_iter().flatten() {
+                        if g.pool != f.pool {
+                            cycles.push(SmallVec::from_slice(&[e, *f, *g]));
+                        }
                     }
                 }
             }
-        }
-        for hops in found {
-            debug_assert!(hops.len() <= MAX_HOPS);
-            let Ok(route) = Route::new(&self.pools, &hops) else { continue };
-            let Some(flash) = self.flash_for(&route) else { continue };
-            let strategy = if hops.iter().any(|h| matches!(self.pools[h.pool], Pool::Vault(_))) {
-                StrategyKind::Depeg
-            } else if anchor.is_some_and(|x| {
-                hops.iter().any(|h| {
-                    let (b, q) = self.pools[h.pool].tokens();
-                    b == x || q == x
-                })
-            }) {
-                StrategyKind::Triangle
-            } else {
-                StrategyKind::Depeg
-            };
-            let label = self.label(&route);
-            let key = RouteKey::from_pools(
-                &hops
-                    .iter()
-                    .map(|h| ChainAddress {
-                        chain_id: self.chain_id,
-                        address: self.venues[h.pool].address,
-                    })
-                    .collect::<Vec<_>>(),
-            );
-            let idx = u32::try_from(self.routes.len()).unwrap_or(u32::MAX);
-            for h in &hops {
-                if !self.by_pool[h.pool].contains(&idx) {
-                    self.by_pool[h.pool].push(idx);
+            for cycle in &cycles {
+                if cycle.iter().any(|e| count[e.pool] >= cap) {
+                    continue;
+                }
+                // Every rotation that starts in a lent token is a route.
+                for (r, first) in cycle.iter().enumerate() {
+                    if !starts.contains(&first.inp) {
+                        continue;
+                    }
+                    let hops: SmallVec<[RouteHop; 3]> = (0..cycle.len())
+                        .map(|k| cycle[(r + k) % cycle.len()])
+                        .map(|e| RouteHop::new(e.pool, e.side))
+                        .collect();
+                    if self.push_route(&hops, anchor) {
+                        for e in cycle {
+                            count[e.pool] += 1;
+                        }
+                    }
+                }
+                // Full pools take no more cycles: out of the edge lists (both directions).
+                for e in cycle.iter().filter(|e| count[e.pool] >= cap && e.pool != j) {
+                    let full = e.pool;
+                    for (x, y) in [(e.inp, e.out), (e.out, e.inp)] {
+                        by_in.entry(x).or_default().retain(|f| f.pool != full);
+                        by_pair.entry((x, y)).or_default().retain(|f| f.pool != full);
+                    }
                 }
             }
-            let flash_fee_bps = flash
-                .source()
-                .and_then(|a| self.lenders.iter().find(|l| l.address == a))
-                .map_or(0, |l| l.fee_bps);
-            self.routes.push(RouteEntry { route, strategy, flash, label, key, flash_fee_bps });
+            if count[j] < cap {
+                for e in [Edge::new(j, Side::SellBase, b, q), Edge::new(j, Side::SellQuote, q, b)] {
+                    by_in.entry(e.inp).or_default().push(e);
+                    by_pair.entry((e.inp, e.out)).or_default().push(e);
+                }
+            }
         }
+    }
+
+    /// The routes through pool `i` (indices into [`Market::routes`]).
+    pub fn routes_through(&self, i: usize) -> &[u32] {
+        self.by_pool.get(i).map_or(&[], Vec::as_slice)
+    }
+
+    /// Builds, labels and indexes one route; false when it is not a valid, fundable cycle.
+    fn push_route(&mut self, hops: &[RouteHop], anchor: Option<Address>) -> bool {
+        debug_assert!(hops.len() <= MAX_HOPS);
+        let Ok(route) = Route::new(&self.pools, hops) else { return false };
+        let Some(flash) = self.flash_for(&route) else { return false };
+        let strategy = if hops.iter().any(|h| matches!(self.pools[h.pool], Pool::Vault(_))) {
+            StrategyKind::Depeg
+        } else if anchor.is_some_and(|x| {
+            hops.iter().any(|h| {
+                let (b, q) = self.pools[h.pool].tokens();
+                b == x || q == x
+            })
+        }) {
+            StrategyKind::Triangle
+        } else {
+            StrategyKind::Depeg
+        };
+        let label = self.label(&route);
+        let key = RouteKey::from_pools(
+            &hops
+                .iter()
+                .map(|h| ChainAddress {
+                    chain_id: self.chain_id,
+                    address: self.venues[h.pool].address,
+                })
+                .collect::<SmallVec<[_; MAX_HOPS]>>(),
+        );
+        let idx = u32::try_from(self.routes.len()).unwrap_or(u32::MAX);
+        // A cycle visits distinct pools, so each hop's pool gets the route once.
+        for h in hops {
+            self.by_pool[h.pool].push(idx);
+        }
+        let flash_fee_bps = flash
+            .source()
+            .and_then(|a| self.lenders.iter().find(|l| l.address == a))
+            .map_or(0, |l| l.fee_bps);
+        self.routes.push(RouteEntry { route, strategy, flash, label, key, flash_fee_bps });
+        true
+    }
+
+    /// The venues whose decoded state `touched` (addresses a block touched) may have changed:
+    /// the venues at those addresses, and the vaults whose tokens they include (a vault's state
+    /// is partly its tokens': the compliant supply, the official reserve). A pool's own reserves
+    /// live in its own storage, so a transfer of its tokens elsewhere does not change it.
+    /// Sorted, without duplicates.
+    pub fn venues_touched(&self, touched: &[Address]) -> Vec<usize> {
+        let mut out: Vec<usize> = touched
+            .iter()
+            .filter_map(|a| self.venue_index(a))
+            .chain(self.venues.iter().enumerate().filter_map(|(i, v)| {
+                (v.kind == VenueKind::Vault
+                    && (touched.binary_search(&v.base).is_ok()
+                        || touched.binary_search(&v.quote).is_ok()))
+                .then_some(i)
+            }))
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// The route's pools and venue addresses as tables of their own (hop `k` names entry `k`),
+    /// with the route re-indexed into them: what [`build_route`](crate::sim::build_route) needs,
+    /// without copying the whole pool table.
+    pub fn local_tables(&self, route: &Route) -> Option<(Vec<Pool>, Vec<Address>, Route)> {
+        let pools: Vec<Pool> =
+            route.hops().iter().map(|h| self.pools.get(h.pool).cloned()).collect::<Option<_>>()?;
+        let addresses = route.hops().iter().map(|h| self.venues[h.pool].address).collect();
+        let hops: SmallVec<[RouteHop; MAX_HOPS]> =
+            route.hops().iter().enumerate().map(|(k, h)| RouteHop::new(k, h.side)).collect();
+        let local = Route::new(&pools, &hops).ok()?;
+        Some((pools, addresses, local))
     }
 
     /// The flash source for a route: an ERC-3156 lender of its token, else a DODO pool or V2 pair
@@ -421,5 +532,154 @@ impl Market {
             s.push_str(&format!(" > {} > {}", self.venues[h.pool].name, sym(out)));
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    fn tok(n: u8) -> Address {
+        Address::with_last_byte(n)
+    }
+
+    /// Tokens 1..=4 (all lent), pools over `pairs` (V2 pairs at par), in order.
+    fn market(pairs: &[(u8, u8)]) -> Market {
+        let mut m = Market { chain_id: 1, ..Market::default() };
+        m.tokens = (1..=4)
+            .map(|n| TokenMeta {
+                symbol: format!("T{n}"),
+                address: tok(n),
+                decimals: 18,
+                usd_price: 1.0,
+            })
+            .collect();
+        m.lenders = vec![LenderMeta {
+            kind: FlashLenderKind::Erc3156,
+            address: tok(0xfe),
+            tokens: (1..=4).map(tok).collect(),
+            fee_bps: 5,
+        }];
+        for (i, (b, q)) in pairs.iter().enumerate() {
+            let address = Address::from_word(alloy::primitives::keccak256(i.to_be_bytes()));
+            m.by_address.insert(address, m.venues.len());
+            m.venues.push(VenueMeta {
+                name: format!("p{i}"),
+                address,
+                kind: VenueKind::UniswapV2,
+                base: tok(*b),
+                quote: tok(*q),
+            });
+            m.pools.push(Pool::V2(V2Pair::new(tok(*b), tok(*q), 10u128.pow(24), 10u128.pow(24))));
+            m.decoded.push(true);
+        }
+        m
+    }
+
+    /// Every directed 2- and 3-hop cycle over distinct pools starting in a lent token, by brute
+    /// force (what the enumeration finds when no pool reaches the cap).
+    fn brute(m: &Market) -> BTreeSet<Vec<(usize, bool)>> {
+        let edges: Vec<(usize, Side, Address, Address)> = (0..m.pools.len())
+            .flat_map(|i| {
+                let (b, q) = m.pools[i].tokens();
+                [(i, Side::SellBase, b, q), (i, Side::SellQuote, q, b)]
+            })
+            .collect();
+        let key = |es: &[&(usize, Side, Address, Address)]| {
+            es.iter().map(|e| (e.0, e.1 == Side::SellBase)).collect::<Vec<_>>()
+        };
+        let mut out = BTreeSet::new();
+        for s in (1..=4).map(tok) {
+            for e1 in edges.iter().filter(|e| e.2 == s) {
+                for e2 in edges.iter().filter(|e| e.2 == e1.3 && e.0 != e1.0) {
+                    if e2.3 == s {
+                        out.insert(key(&[e1, e2]));
+                        continue;
+                    }
+                    for e3 in edges
+                        .iter()
+                        .filter(|e| e.2 == e2.3 && e.3 == s && e.0 != e1.0 && e.0 != e2.0)
+                    {
+                        out.insert(key(&[e1, e2, e3]));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn found(m: &Market) -> BTreeSet<Vec<(usize, bool)>> {
+        m.routes
+            .iter()
+            .map(|r| r.route.hops().iter().map(|h| (h.pool, h.side == Side::SellBase)).collect())
+            .collect()
+    }
+
+    #[test]
+    fn under_the_cap_every_cycle_is_found_once() {
+        // A triangle 1-2-3 with a second 1/2 pool and a 3/4 spur.
+        let mut m = market(&[(1, 2), (2, 3), (3, 1), (1, 2), (3, 4), (2, 1)]);
+        m.enumerate_routes(None);
+        let expect = brute(&m);
+        assert_eq!(found(&m), expect);
+        assert_eq!(m.routes.len(), expect.len(), "no duplicates");
+        for (i, r) in m.routes.iter().enumerate() {
+            for h in r.route.hops() {
+                assert!(m.routes_through(h.pool).contains(&(i as u32)));
+            }
+        }
+        let indexed: usize = m.by_pool.iter().map(Vec::len).sum();
+        let hops: usize = m.routes.iter().map(|r| r.route.hops().len()).sum();
+        assert_eq!(indexed, hops);
+    }
+
+    #[test]
+    fn copies_of_a_pair_grow_the_routes_linearly_with_a_bounded_index() {
+        let base = [(1u8, 2u8), (2, 3), (3, 1)];
+        let sizes: Vec<(usize, usize)> = [100usize, 1_000, 4_000]
+            .iter()
+            .map(|copies| {
+                let mut pairs = base.to_vec();
+                pairs.extend(std::iter::repeat_n((1, 2), *copies));
+                let mut m = market(&pairs);
+                m.enumerate_routes(None);
+                assert!(
+                    m.by_pool.iter().all(|r| r.len() <= MAX_ROUTES_PER_POOL + 3),
+                    "per-pool routes bounded"
+                );
+                // Every copy trades: it joins cycles with the copies before it.
+                assert!(m.by_pool.iter().all(|r| !r.is_empty()));
+                // The real triangle is still there.
+                let triangle = brute(&market(&base));
+                assert!(triangle.is_subset(&found(&m)));
+                (m.pools.len(), m.routes.len())
+            })
+            .collect();
+        for (pools, routes) in &sizes {
+            assert!(*routes <= pools * MAX_ROUTES_PER_POOL, "{sizes:?}");
+        }
+        // Linear: 40× the pools, about 40× the routes (not 1,600×).
+        let ratio = sizes[2].1 as f64 / sizes[0].1 as f64;
+        let pools_ratio = sizes[2].0 as f64 / sizes[0].0 as f64;
+        assert!(ratio < pools_ratio * 1.5, "{sizes:?}");
+    }
+
+    #[test]
+    fn a_token_transfer_touches_only_the_vaults_of_that_token() {
+        let mut m = market(&[(1, 2), (2, 3)]);
+        m.venues.push(VenueMeta {
+            name: "vault".into(),
+            address: tok(0xaa),
+            kind: VenueKind::Vault,
+            base: tok(2),
+            quote: tok(3),
+        });
+        m.by_address.insert(tok(0xaa), 2);
+        let mut touched = vec![tok(2), m.venues[0].address];
+        touched.sort();
+        assert_eq!(m.venues_touched(&touched), vec![0, 2]);
+        assert_eq!(m.venues_touched(&[tok(9)]), Vec::<usize>::new());
     }
 }

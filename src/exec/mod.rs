@@ -41,7 +41,9 @@ pub use inclusion::{
     TrackedTx, TxReceiptSummary,
 };
 pub use nonce::{NodeError, NodeErrorKind, NonceError, NonceManager, ResyncReport, resync_from};
-pub use signer::{KeyRole, SignedTx, TxParams, TxSigner, load_signer, load_signer_with};
+pub use signer::{
+    KeyRole, SignedTx, SigningBackend, TxParams, TxSigner, load_signer, load_signer_with,
+};
 pub use submit::{
     Bundle, BundleReport, BundleSubmitter, DEFAULT_SUBMIT_TIMEOUT, RawTxOutcome, RawTxResult,
     RawTxSubmitter, RelayOutcome, RelayResult, SubmitReport, SubmitRequest, Submitter,

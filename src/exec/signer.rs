@@ -7,17 +7,21 @@
 //! its address.
 //!
 //! [`TxSigner`] signs EIP-1559 transactions synchronously on the engine thread (no `await`, no
-//! RPC): alloy's consensus types build and 2718-encode the transaction, `TxSignerSync` signs it.
+//! RPC): alloy's consensus types build, hash and 2718-encode the transaction; the ECDSA step runs
+//! on libsecp256k1 (the `secp256k1` crate, RFC 6979 nonces like k256, so the signature is
+//! byte-identical to alloy's `PrivateKeySigner` and about twice as fast). The k256 path stays
+//! available as [`SigningBackend::K256`] for comparison.
 
 use std::fmt;
 
 use alloy::{
-    consensus::{SignableTransaction, TxEip1559, TxEnvelope},
+    consensus::{SignableTransaction, Signed, TxEip1559},
     eips::eip2718::Encodable2718,
     network::TxSignerSync,
-    primitives::{Address, B256, Bytes, TxKind, U256},
+    primitives::{Address, B256, Bytes, Signature, TxKind, U256, keccak256},
     signers::local::PrivateKeySigner,
 };
+use secp256k1::{Message, SECP256K1, SecretKey};
 
 use super::error::{SignError, SignerError, SignerErrorKind};
 use crate::config::SignerRef;
@@ -144,35 +148,69 @@ impl SignedTx {
     }
 }
 
+/// Which ECDSA implementation signs (the result is the same signature either way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SigningBackend {
+    /// libsecp256k1 through the `secp256k1` crate (the default, fastest).
+    Libsecp256k1,
+    /// k256 through alloy's `PrivateKeySigner` (the reference).
+    K256,
+}
+
 /// A local key that signs transactions synchronously (the executor EOA on the engine thread).
 ///
 /// `Debug` shows the address only.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TxSigner {
     key: PrivateKeySigner,
+    /// The same key for libsecp256k1 (`None` only if libsecp256k1 refused a key k256 accepted,
+    /// which a valid secp256k1 scalar never is: the k256 path signs then).
+    fast: Option<SecretKey>,
+    address: Address,
+}
+
+impl fmt::Debug for TxSigner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TxSigner").field("address", &self.address).finish_non_exhaustive()
+    }
 }
 
 impl TxSigner {
     /// Wraps a loaded key.
     pub fn new(key: PrivateKeySigner) -> Self {
-        Self { key }
+        let fast = SecretKey::from_byte_array(key.to_bytes().0).ok();
+        let address = key.address();
+        Self { key, fast, address }
     }
 
     /// The signing address.
-    pub fn address(&self) -> Address {
-        self.key.address()
+    pub const fn address(&self) -> Address {
+        self.address
     }
 
     /// The underlying key (for alloy APIs that take a signer).
-    pub fn as_key(&self) -> &PrivateKeySigner {
+    pub const fn as_key(&self) -> &PrivateKeySigner {
         &self.key
     }
 
-    /// Builds and signs an EIP-1559 transaction. Synchronous, no I/O: about one ECDSA signature.
+    /// Builds and signs an EIP-1559 transaction. Synchronous, no I/O: about one ECDSA signature
+    /// (libsecp256k1).
     ///
     /// # Errors
     /// [`SignError`] when the priority fee exceeds the max fee, or the signature fails.
     pub fn sign_eip1559(&self, p: &TxParams) -> Result<SignedTx, SignError> {
+        self.sign_eip1559_with(p, SigningBackend::Libsecp256k1)
+    }
+
+    /// [`TxSigner::sign_eip1559`] on a chosen ECDSA backend (benches and equivalence tests).
+    ///
+    /// # Errors
+    /// As [`TxSigner::sign_eip1559`].
+    pub fn sign_eip1559_with(
+        &self,
+        p: &TxParams,
+        backend: SigningBackend,
+    ) -> Result<SignedTx, SignError> {
         if p.max_priority_fee_per_gas > p.max_fee_per_gas {
             return Err(SignError::PriorityAboveMax {
                 nonce: p.nonce,
@@ -191,15 +229,20 @@ impl TxSigner {
             access_list: Default::default(),
             input: p.input.clone(),
         };
-        let signature = self
-            .key
-            .sign_transaction_sync(&mut tx)
-            .map_err(|e| SignError::Signature { nonce: p.nonce, reason: e.to_string() })?;
-        let envelope = TxEnvelope::from(tx.into_signed(signature));
+        let signature = match (backend, &self.fast) {
+            (SigningBackend::Libsecp256k1, Some(sk)) => sign_prehash(sk, &tx.signature_hash()),
+            _ => self
+                .key
+                .sign_transaction_sync(&mut tx)
+                .map_err(|e| SignError::Signature { nonce: p.nonce, reason: e.to_string() })?,
+        };
+        // Encoded once; the hash is of the encoding (`into_signed` would encode a second time).
+        let raw = Signed::new_unhashed(tx, signature).encoded_2718();
+        let hash = keccak256(&raw);
         Ok(SignedTx {
-            raw: Bytes::from(envelope.encoded_2718()),
-            hash: *envelope.tx_hash(),
-            from: self.key.address(),
+            raw: Bytes::from(raw),
+            hash,
+            from: self.address,
             nonce: p.nonce,
             chain_id: p.chain_id,
             gas_limit: p.gas_limit,
@@ -209,13 +252,24 @@ impl TxSigner {
     }
 }
 
+/// ECDSA over a 32-byte prehash with libsecp256k1: RFC 6979 nonce, low `s`, the recovery id's
+/// parity bit as `y_parity` (what k256's `sign_prehash_recoverable` gives for the same key).
+fn sign_prehash(sk: &SecretKey, hash: &B256) -> Signature {
+    let sig = SECP256K1.sign_ecdsa_recoverable(Message::from_digest(hash.0), sk);
+    let (recid, bytes) = sig.serialize_compact();
+    let r = U256::from_be_slice(&bytes[..32]);
+    let s = U256::from_be_slice(&bytes[32..]);
+    Signature::new(r, s, i32::from(recid) & 1 == 1)
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
     use std::path::PathBuf;
 
     use alloy::{
-        consensus::Transaction as _, eips::eip2718::Decodable2718, primitives::keccak256,
+        consensus::{Transaction as _, TxEnvelope},
+        eips::eip2718::Decodable2718,
         signers::k256::elliptic_curve::rand_core::OsRng,
     };
 
@@ -342,6 +396,57 @@ mod tests {
         let empty =
             load_signer_with(&source, KeyRole::Executor, env(&[("EXEC_KEY", " ")])).unwrap_err();
         assert_eq!(empty.kind, SignerErrorKind::EnvUnset);
+    }
+
+    /// libsecp256k1 and k256 (alloy's `PrivateKeySigner`) give the same bytes: random keys,
+    /// nonces, fees, values and calldata.
+    #[test]
+    fn libsecp256k1_signatures_are_byte_identical_to_k256() {
+        let mut rng = fastrand::Rng::with_seed(0x5ec9_256b);
+        for i in 0..300u32 {
+            let signer = TxSigner::new(PrivateKeySigner::random());
+            let mut input = vec![0u8; rng.usize(0..400)];
+            rng.fill(&mut input);
+            let max_fee = u128::from(rng.u64(1..u64::MAX));
+            let params = TxParams {
+                chain_id: rng.u64(1..100_000),
+                nonce: rng.u64(..),
+                to: Address::from_slice(&rng.u128(..).to_be_bytes().repeat(2)[..20]),
+                input: Bytes::from(input),
+                gas_limit: rng.u64(21_000..30_000_000),
+                max_fee_per_gas: max_fee,
+                max_priority_fee_per_gas: rng.u128(0..=max_fee),
+                value: U256::from(rng.u128(..)),
+            };
+            let fast = signer.sign_eip1559_with(&params, SigningBackend::Libsecp256k1).unwrap();
+            let reference = signer.sign_eip1559_with(&params, SigningBackend::K256).unwrap();
+            assert_eq!(fast, reference, "case {i}");
+            assert_eq!(signer.sign_eip1559(&params).unwrap(), fast, "default backend, case {i}");
+            // And what alloy itself builds from the same fields.
+            let mut tx = TxEip1559 {
+                chain_id: params.chain_id,
+                nonce: params.nonce,
+                gas_limit: params.gas_limit,
+                max_fee_per_gas: params.max_fee_per_gas,
+                max_priority_fee_per_gas: params.max_priority_fee_per_gas,
+                to: TxKind::Call(params.to),
+                value: params.value,
+                access_list: Default::default(),
+                input: params.input.clone(),
+            };
+            let sig = signer.as_key().sign_transaction_sync(&mut tx).unwrap();
+            let envelope = TxEnvelope::from(tx.into_signed(sig));
+            assert_eq!(fast.raw.as_ref(), envelope.encoded_2718().as_slice(), "case {i}");
+            assert_eq!(fast.hash, *envelope.tx_hash(), "case {i}");
+        }
+    }
+
+    #[test]
+    fn signer_debug_shows_the_address_only() {
+        let signer = TxSigner::new(KEY_HEX.parse().unwrap());
+        let text = format!("{signer:?}");
+        assert!(text.contains(&format!("{:?}", signer.address())), "{text}");
+        assert_no_secret(&text);
     }
 
     #[test]

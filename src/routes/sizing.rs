@@ -70,7 +70,8 @@ pub struct SizingLimits {
     pub precision_bits: u32,
     /// A fee on the input paid out of the route's output, in bps rounded up (an ERC-3156
     /// lender's `flashFee`): the profit maximised is `output − input − ⌈input·fee/10⁴⌉`. The
-    /// closed forms do not model it, so a non-zero fee sizes by search.
+    /// constant-price closed forms take it into the rate (a curved leg's marginal rate must pay
+    /// `1 + fee`); two V2 pairs with a fee size by search.
     pub input_fee_bps: u32,
 }
 
@@ -169,9 +170,12 @@ pub fn size(
     size_with(pools, route, limits, ctx, true)
 }
 
-/// As [`size`] with the closed forms off (the tests compare the two paths).
-#[cfg(test)]
-pub(crate) fn size_by_search(
+/// As [`size`] with the closed forms off (tests and benches compare the two paths).
+///
+/// # Errors
+/// As [`size`].
+#[doc(hidden)]
+pub fn size_by_search(
     pools: &[Pool],
     route: &Route,
     limits: &SizingLimits,
@@ -214,8 +218,8 @@ fn size_with(
             out.saturating_sub(fee)
         })
     });
-    let closed_forms = closed_forms && limits.input_fee_bps == 0;
-    if let Some((guess, method)) = closed_form(pools, route).filter(|_| closed_forms)
+    if let Some((guess, method)) =
+        closed_form(pools, route, limits.input_fee_bps).filter(|_| closed_forms)
         && let Some(sized) = refine_closed_form(&mut ev, guess, lo, hi, method)?
     {
         return Ok(sized);
@@ -622,14 +626,20 @@ fn mid_price_bound_rejects(pools: &[Pool], route: &Route) -> bool {
 // Closed forms
 
 /// A closed-form input for a two-hop route over distinct pools (`ZERO`: no size pays), and which
-/// closed form gave it.
-fn closed_form(pools: &[Pool], route: &Route) -> Option<(U256, SizingMethod)> {
+/// closed form gave it. With a fee of `fee_bps` on the input, maximising
+/// `out(x) − x·(1 + f)` puts the curved leg's marginal rate at `(1 + f)/ρ` in either order, so
+/// the constant-price forms run on `ρ/(1 + f)`; the route's input, when the constant-price leg
+/// leads, is still `y*/ρ`.
+fn closed_form(pools: &[Pool], route: &Route, fee_bps: u32) -> Option<(U256, SizingMethod)> {
     let [a, b] = route.hops() else { return None };
     if a.pool == b.pool {
         return None;
     }
     let (pa, pb) = (pools.get(a.pool)?, pools.get(b.pool)?);
     if let (Pool::V2(x), Pool::V2(y)) = (pa, pb) {
+        if fee_bps > 0 {
+            return None;
+        }
         let input = v2::optimal_two_pool_input(x, a.side, y, b.side).unwrap_or(U256::ZERO);
         return Some((input, SizingMethod::TwoV2));
     }
@@ -640,9 +650,18 @@ fn closed_form(pools: &[Pool], route: &Route) -> Option<(U256, SizingMethod)> {
             (Some(rate), None) => (pb, b.side, rate, false),
             _ => return None,
         };
+    let net = if fee_bps == 0 {
+        rate
+    } else {
+        let bps = U256::from(10_000u32);
+        Rate {
+            num: rate.num.checked_mul(bps)?,
+            den: rate.den.checked_mul(bps.checked_add(U256::from(fee_bps))?)?,
+        }
+    };
     let (curve_in, method) = match curve {
-        Pool::Pmm(p) => (pmm_vs_rate(p, curve_side, rate)?, SizingMethod::PmmVsPrice),
-        Pool::V2(p) => (v2_vs_rate(p, curve_side, rate)?, SizingMethod::V2VsPrice),
+        Pool::Pmm(p) => (pmm_vs_rate(p, curve_side, net)?, SizingMethod::PmmVsPrice),
+        Pool::V2(p) => (v2_vs_rate(p, curve_side, net)?, SizingMethod::V2VsPrice),
         _ => return None,
     };
     // The curved leg's optimal input is `y*` in either order; led by the constant-price leg, the

@@ -361,6 +361,83 @@ fn v2_against_a_vault_closed_form_matches_the_search() {
     assert!(err.is_retryable());
 }
 
+#[test]
+fn constant_price_closed_forms_take_a_flash_fee_into_the_rate() {
+    // The §1.11 example-2 DVM and a V2 pair against the vault (2 bps), funded by a lender that
+    // charges 5 bps on the input: the closed form (rate ρ/(1 + fee)) must match the search, in
+    // either order of the legs, and the fee must shrink the size.
+    let (b, q) = (tok(1), tok(2));
+    let mut pmm = dvm(b, q, pow10(18), e18("0.0005"), e18("1000000"), e18("1000000"));
+    pmm.lp_fee_rate = e18("0.0001");
+    let deep = e18("1000000000000");
+    let vault = Pool::Vault(ReserveVault {
+        compliant: b,
+        official: q,
+        official_reserve: deep,
+        compliant_supply: deep,
+        fee_bps: 2,
+        paused: false,
+    });
+    let pair = Pool::V2(V2Pair::new(b, q, 990_000 * 10u128.pow(18), 1_010_000 * 10u128.pow(18)));
+    for (curve, method) in
+        [(Pool::Pmm(pmm), SizingMethod::PmmVsPrice), (pair, SizingMethod::V2VsPrice)]
+    {
+        let pools = vec![curve, vault.clone()];
+        for hops in [
+            [hop(0, Side::SellBase), hop(1, Side::SellQuote)],
+            [hop(1, Side::SellQuote), hop(0, Side::SellBase)],
+        ] {
+            let route = Route::new(&pools, &hops).unwrap();
+            let free = size(&pools, &route, &SizingLimits::default(), &CTX).unwrap();
+            for fee in [1u32, 2, 3] {
+                let limits = SizingLimits { input_fee_bps: fee, ..SizingLimits::default() };
+                let sized = size(&pools, &route, &limits, &CTX).unwrap();
+                let searched = size_by_search(&pools, &route, &limits, &CTX).unwrap();
+                let ctx = format!("{method:?} {hops:?} fee {fee}: {sized:?} vs {searched:?}");
+                assert!(sized.is_profitable(), "{ctx}");
+                assert_eq!(sized.method, method, "{ctx}");
+                assert!(sized.amount_in < free.amount_in && sized.profit < free.profit, "{ctx}");
+                // Same optimum to 10⁻⁹ of the profit, in fewer quotes.
+                let tol = searched.profit / U256::from(1_000_000_000u64) + U256::from(2u8);
+                assert!(sized.profit + tol >= searched.profit, "{ctx}");
+                assert!(sized.evaluations * 3 < searched.evaluations, "{ctx}");
+                // The reported profit is output − input; the fee is charged on top.
+                assert_eq!(sized.amount_out - sized.amount_in, sized.profit, "{ctx}");
+            }
+        }
+    }
+}
+
+#[test]
+fn coarser_precision_keeps_the_profit_in_fewer_quotes() {
+    // The engine's 16-bit stop against the 24-bit default on random routes (search and closed
+    // forms alike): the profit is within 10⁻⁵ (or the route's dust) and it costs fewer quotes.
+    let (mut fine_quotes, mut coarse_quotes) = (0u64, 0u64);
+    let mut worst_ppb = 0u64;
+    for seed in 0..300u64 {
+        let mut rng = Rng(0xc0a7_0000 + seed);
+        let (pools, route, dust) = random_route(&mut rng);
+        let max_in = twice_entry_reserve(&pools, &route);
+        let fine = SizingLimits::up_to(max_in);
+        let coarse = SizingLimits { precision_bits: 16, ..fine };
+        let (Ok(a), Ok(b)) =
+            (size(&pools, &route, &fine, &CTX), size(&pools, &route, &coarse, &CTX))
+        else {
+            continue;
+        };
+        fine_quotes += u64::from(a.evaluations);
+        coarse_quotes += u64::from(b.evaluations);
+        let tol = a.profit / U256::from(100_000u64) + dust;
+        assert!(b.profit + tol >= a.profit, "seed {seed}: {a:?} vs {b:?}");
+        if a.profit > dust * U256::from(1_000u64) && a.profit > b.profit {
+            let ppb = (a.profit - b.profit) * U256::from(1_000_000_000u64) / a.profit;
+            worst_ppb = worst_ppb.max(ppb.saturating_to());
+        }
+    }
+    eprintln!("16 vs 24 bits: {coarse_quotes} vs {fine_quotes} quotes, worst loss {worst_ppb} ppb");
+    assert!(coarse_quotes * 10 < fine_quotes * 9, "{coarse_quotes} vs {fine_quotes}");
+}
+
 // ------------------------------------------------------------------------------------------------
 // Random mixed routes against a brute-force grid
 
