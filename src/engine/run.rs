@@ -555,18 +555,7 @@ pub(crate) async fn warm_market<S: StateSource>(
     let ctx = crate::venues::QuoteCtx { timestamp: next.timestamp };
     let addresses: Vec<Address> = market.venues.iter().map(|v| v.address).collect();
     let mut envs = Vec::new();
-    // One route's call per pool and flash source is enough to cache what they read: with
-    // thousands of pools, a call per route would hold every route's transaction at once.
-    let mut covered = vec![false; market.pools.len()];
-    let mut sources: Vec<Address> = Vec::new();
     for r in &market.routes {
-        let source = r.flash.source();
-        let new_source = source.is_some_and(|a| !sources.contains(&a));
-        if !new_source && r.route.hops().iter().all(|h| covered[h.pool]) {
-            continue;
-        }
-        r.route.hops().iter().for_each(|h| covered[h.pool] = true);
-        sources.extend(source.filter(|_| new_source));
         let Some(t) = market.token(&r.route.token()) else { continue };
         let params = RouteParams {
             amount_in: t.raw_for_usd(1.0).max(U256::from(1)),
