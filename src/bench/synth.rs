@@ -1,6 +1,9 @@
 //! Synthetic pools for scaling runs: copies of a real PMM pool at fresh addresses.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    sync::{Arc, OnceLock},
+};
 
 use alloy::primitives::{Address, B256, U256, keccak256};
 
@@ -17,18 +20,24 @@ use crate::{
 /// taken from the latest earlier block of `history` that recorded it (a value the recording
 /// engine did not re-read had not changed for it), and a key never recorded (a token's balance
 /// slot of a synthetic pool, say) reads as zero.
+///
+/// A synthetic pool's own state is answered at the first block the source is asked about (the
+/// warm-up block) whatever block is asked: the copies are independent pools that no recorded
+/// block touches, so their state must not follow the original's (the cache's divergence samples
+/// would otherwise disagree on them at every head and force full re-reads).
 #[derive(Clone, Debug)]
 pub struct SynthSource<S> {
     inner: S,
     map: Arc<HashMap<Address, Address>>,
     history: Arc<Vec<B256>>,
+    pin: Arc<OnceLock<B256>>,
 }
 
 impl<S: StateSource> SynthSource<S> {
     /// `map`: synthetic address → the real pool it copies; `history`: the recording's block
     /// hashes, oldest first.
     pub fn new(inner: S, map: HashMap<Address, Address>, history: Vec<B256>) -> Self {
-        Self { inner, map: Arc::new(map), history: Arc::new(history) }
+        Self { inner, map: Arc::new(map), history: Arc::new(history), pin: Arc::new(OnceLock::new()) }
     }
 
     /// `at`, then the blocks recorded before it, newest first.
@@ -83,6 +92,41 @@ impl<S: StateSource> StateSource for SynthSource<S> {
     }
 
     async fn read(&self, at: B256, req: &ReadRequest) -> Result<ReadSet, SourceError> {
+        let pin = *self.pin.get_or_init(|| at);
+        let synthetic = |a: &Address| self.map.contains_key(a);
+        if pin != at
+            && (req.accounts.iter().any(|(a, _)| synthetic(a))
+                || req.slots.iter().any(|(a, _)| synthetic(a)))
+        {
+            // Split: the copies' own state at the pin, everything else at `at`; answers
+            // back in request order.
+            let part = |syn: bool| ReadRequest {
+                accounts: req.accounts.iter().filter(|(a, _)| synthetic(a) == syn).copied().collect(),
+                slots: req.slots.iter().filter(|(a, _)| synthetic(a) == syn).copied().collect(),
+            };
+            let (pinned, live) = (self.read_at(pin, &part(true)).await?, self.read_at(at, &part(false)).await?);
+            let (mut pa, mut la) = (pinned.accounts.into_iter(), live.accounts.into_iter());
+            let (mut ps, mut ls) = (pinned.slots.into_iter(), live.slots.into_iter());
+            let mut out = ReadSet::default();
+            for (a, _) in &req.accounts {
+                let next = if synthetic(a) { pa.next() } else { la.next() };
+                out.accounts.extend(next);
+            }
+            for (a, _) in &req.slots {
+                let next = if synthetic(a) { ps.next() } else { ls.next() };
+                out.slots.extend(next);
+            }
+            return Ok(out);
+        }
+        self.read_at(at, req).await
+    }
+}
+
+impl<S: StateSource> SynthSource<S> {
+    async fn read_at(&self, at: B256, req: &ReadRequest) -> Result<ReadSet, SourceError> {
+        if req.accounts.is_empty() && req.slots.is_empty() {
+            return Ok(ReadSet::default());
+        }
         let mapped = ReadRequest {
             accounts: req.accounts.iter().map(|(a, c)| (self.real(*a), *c)).collect(),
             slots: req.slots.iter().map(|(a, s)| (self.real(*a), *s)).collect(),
