@@ -37,7 +37,12 @@ impl<S: StateSource> SynthSource<S> {
     /// `map`: synthetic address → the real pool it copies; `history`: the recording's block
     /// hashes, oldest first.
     pub fn new(inner: S, map: HashMap<Address, Address>, history: Vec<B256>) -> Self {
-        Self { inner, map: Arc::new(map), history: Arc::new(history), pin: Arc::new(OnceLock::new()) }
+        Self {
+            inner,
+            map: Arc::new(map),
+            history: Arc::new(history),
+            pin: Arc::new(OnceLock::new()),
+        }
     }
 
     /// `at`, then the blocks recorded before it, newest first.
@@ -101,10 +106,16 @@ impl<S: StateSource> StateSource for SynthSource<S> {
             // Split: the copies' own state at the pin, everything else at `at`; answers
             // back in request order.
             let part = |syn: bool| ReadRequest {
-                accounts: req.accounts.iter().filter(|(a, _)| synthetic(a) == syn).copied().collect(),
+                accounts: req
+                    .accounts
+                    .iter()
+                    .filter(|(a, _)| synthetic(a) == syn)
+                    .copied()
+                    .collect(),
                 slots: req.slots.iter().filter(|(a, _)| synthetic(a) == syn).copied().collect(),
             };
-            let (pinned, live) = (self.read_at(pin, &part(true)).await?, self.read_at(at, &part(false)).await?);
+            let (pinned, live) =
+                (self.read_at(pin, &part(true)).await?, self.read_at(at, &part(false)).await?);
             let (mut pa, mut la) = (pinned.accounts.into_iter(), live.accounts.into_iter());
             let (mut ps, mut ls) = (pinned.slots.into_iter(), live.slots.into_iter());
             let mut out = ReadSet::default();

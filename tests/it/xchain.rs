@@ -257,6 +257,12 @@ async fn a_spread_is_closed_by_two_legs_that_both_land() {
     );
     assert!(real > 0.0 && sim > 0.0, "profitable: realised {real} µ$, simulated {sim} µ$");
     assert!((real - sim).abs() <= sim * 0.01, "realised {real} vs simulated {sim} µ$");
+    println!(
+        "spread {induced:.1} → {after:.1} bps; trades {}; realised ${:.4} vs simulated ${:.4}",
+        s.trades.load(Ordering::Relaxed),
+        real / 1e6,
+        sim / 1e6
+    );
     assert_eq!(
         s.legs_ordered.load(Ordering::Relaxed),
         2 * s.trades.load(Ordering::Relaxed),
@@ -386,6 +392,12 @@ async fn inventory_drift_is_restored_through_the_bridge() {
         }
     }
     assert!(saw_in_flight, "in flight at some block: {points:#?}");
+    println!(
+        "{} inventory points; {} with the transfer in flight; fee {} (18 dp)",
+        points.len(),
+        points.iter().filter(|p| p.in_flight > U256::ZERO).count(),
+        fee
+    );
     let last = points.last().expect("points");
     assert_eq!(last.total, after - fee);
     assert_eq!(last.in_flight, U256::ZERO);
