@@ -69,7 +69,7 @@ pub(super) enum LegCall {
 
 impl LegCall {
     /// The calldata, with `deadline` for a leg.
-    fn input(&self, deadline: u64) -> alloy::primitives::Bytes {
+    pub(super) fn input(&self, deadline: u64) -> alloy::primitives::Bytes {
         use alloy::sol_types::SolCall;
         match self {
             Self::Hops(hops) => alloy::primitives::Bytes::from(

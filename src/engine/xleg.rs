@@ -37,7 +37,15 @@ pub(super) struct XState {
     held: Vec<(u64, PreparedLeg, u64)>,
     /// Sent submissions by opportunity id: (trade id, is a bridge transfer).
     sent: HashMap<u64, (u64, bool)>,
+    /// Bridge routes whose transfer state is still being read ahead, and the rounds so far.
+    warm: Vec<(Address, u64)>,
+    warm_rounds: u8,
+    /// Bridge transfers waiting for state a cold read is fetching, with their tries.
+    bridge_waiting: Vec<(BridgeOrder, u8)>,
 }
+
+/// Discovery rounds spent reading ahead a bridge transfer's state.
+const WARM_ROUNDS: u8 = 4;
 
 impl Engine {
     /// Handles one coordinator command.
@@ -54,6 +62,63 @@ impl Engine {
             XControl::Go(xid) => self.x_go(xid),
             XControl::Cancel(xid) => self.x.held.retain(|h| h.0 != xid),
             XControl::Bridge(o) => self.x_bridge(&o),
+            XControl::Warm(routes) => {
+                self.x.warm = routes;
+                self.x.warm_rounds = 0;
+                self.x_warm();
+            }
+        }
+    }
+
+    /// One discovery round over a nominal transfer of every token through every bridge route
+    /// being warmed: the keys it misses are asked of the feeder (the next supplement runs the
+    /// next round), until nothing is missing or the rounds are spent.
+    fn x_warm(&mut self) {
+        if self.x.warm.is_empty() {
+            return;
+        }
+        let Some(next) = self.next_block() else { return };
+        let mut txs = Vec::new();
+        for (bridge, dst) in &self.x.warm {
+            for t in &self.market.tokens {
+                let call = LegCall::Bridge {
+                    bridge: *bridge,
+                    token: t.address,
+                    amount: U256::from(1u8),
+                    dst_chain_id: *dst,
+                };
+                let tx = alloy::consensus::TxEip1559 {
+                    chain_id: self.p.chain.chain_id,
+                    nonce: 0,
+                    gas_limit: 1_500_000,
+                    max_fee_per_gas: u128::from(next.base_fee) * 2 + 1,
+                    max_priority_fee_per_gas: 1,
+                    to: alloy::primitives::TxKind::Call(self.p.executor),
+                    value: U256::ZERO,
+                    access_list: Default::default(),
+                    input: call.input(next.number),
+                };
+                if let Ok(env) = crate::sim::tx_env(&tx, self.p.operator) {
+                    txs.push(env);
+                }
+            }
+        }
+        let missing = {
+            let mut bs = self.sim.block_unchecked(&self.cache, &next);
+            bs.view().set_discovery(true);
+            for tx in txs {
+                // Only the misses count in discovery mode.
+                let _ = bs.raw(tx);
+                bs.clear_pending();
+            }
+            bs.view().take_misses()
+        };
+        self.x.warm_rounds += 1;
+        if missing.is_empty() || self.x.warm_rounds >= WARM_ROUNDS {
+            self.x.warm.clear();
+        }
+        if !missing.is_empty() {
+            let _ = self.feeder.send(super::FeederCmd::Watch(missing));
         }
     }
 
@@ -69,6 +134,10 @@ impl Engine {
             return;
         }
         self.x.held.retain(|h| head.number <= h.2 + HOLD_HEADS);
+        self.x_warm();
+        for (o, tries) in std::mem::take(&mut self.x.bridge_waiting) {
+            self.x_bridge_try(&o, tries);
+        }
         let Some(next) = self.next_block() else { return };
         let gas_price_wei = self
             .fees
@@ -212,7 +281,14 @@ impl Engine {
     }
 
     fn x_bridge(&mut self, o: &BridgeOrder) {
+        self.x_bridge_try(o, 0);
+    }
+
+    /// Tries a bridge transfer; one refused only for cold state is retried when the state it
+    /// lacked lands (up to [`WARM_ROUNDS`] times) instead of being reported refused.
+    fn x_bridge_try(&mut self, o: &BridgeOrder, tries: u8) {
         let chain_id = self.p.chain.chain_id;
+        let cold_before = self.stats.cold_skips.load(std::sync::atomic::Ordering::Relaxed);
         let result = (|| {
             if !self.cache.is_fresh() || self.gate.is_halted() {
                 return Err("state cache stale or halted".to_owned());
@@ -242,6 +318,13 @@ impl Engine {
             Ok(opp) => {
                 self.x.sent.insert(opp, (o.xid, true));
                 self.x_send(XEvent::BridgeSent { xid: o.xid, chain_id, result: Ok(()) });
+            }
+            Err(_)
+                if tries < WARM_ROUNDS
+                    && self.stats.cold_skips.load(std::sync::atomic::Ordering::Relaxed)
+                        > cold_before =>
+            {
+                self.x.bridge_waiting.push((o.clone(), tries + 1));
             }
             Err(e) => self.x_send(XEvent::BridgeSent { xid: o.xid, chain_id, result: Err(e) }),
         }

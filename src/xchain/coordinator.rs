@@ -65,6 +65,8 @@ pub struct XStats {
     pub legs_ordered: AtomicU64,
     /// Bridge transfers proven and handed to the source chain's submitter.
     pub transfers: AtomicU64,
+    /// Bridge transfers refused before sending (simulation, cold state, mode).
+    pub bridge_refused: AtomicU64,
     /// Bridge transfers released on their destination.
     pub arrived: AtomicU64,
     /// Rebalances refused by the bridge capacity rule or the in-flight cap.
@@ -212,6 +214,7 @@ impl Coordinator {
                     self.stats.transfers.fetch_add(1, Ordering::Relaxed);
                 }
                 if let Err(e) = result {
+                    self.stats.bridge_refused.fetch_add(1, Ordering::Relaxed);
                     warn!(xid, reason = %e, "bridge transfer not sent");
                     if let Some(t) = self.book.transfers.iter_mut().find(|t| t.xid == xid) {
                         t.state = TransferState::Failed;

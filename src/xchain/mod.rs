@@ -85,6 +85,13 @@ pub fn start(
     for c in &chains {
         c.control.send(Control::Xchain(XControl::Link(XLink(tx.clone()))));
     }
+    // Each chain reads ahead what a transfer to the other chain through its bridge needs.
+    for (i, c) in chains.iter().enumerate() {
+        if let Some(bridge) = c.bridge {
+            let other = chains[1 - i].chain_id;
+            c.control.send(Control::Xchain(XControl::Warm(vec![(bridge, other)])));
+        }
+    }
     drop(tx);
     let stats = Arc::new(XStats::default());
     let history = Arc::new(Mutex::new(Vec::new()));

@@ -113,6 +113,9 @@ pub enum XControl {
     Cancel(u64),
     /// Prove, sign and send a bridge transfer.
     Bridge(BridgeOrder),
+    /// Read ahead the state a bridge transfer through each `(bridge, destination chain)` needs
+    /// (so the first rebalance is not refused for cold state).
+    Warm(Vec<(Address, u64)>),
 }
 
 /// The channel an engine reports on (compared by channel identity).

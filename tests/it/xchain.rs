@@ -372,6 +372,11 @@ async fn inventory_drift_is_restored_through_the_bridge() {
     }
     assert!(wait(10, || s.snapshots.load(Ordering::Relaxed) >= n + 2));
     assert_eq!(s.transfers.load(Ordering::Relaxed), 1, "one transfer restored it");
+    if s.bridge_refused.load(Ordering::Relaxed) != 0 {
+        let recs = run.records(&rig.cfg.engine.ledger_path);
+        let d: Vec<_> = recs.iter().filter(|r| matches!(r, Record::Decision(_))).collect();
+        panic!("read ahead: never refused cold: {d:#?}");
+    }
     // Accounting at every snapshot: before the mint 100k; from the mint 140k; from the lock on,
     // 140k less exactly the bridge fee, whether in flight or arrived. Never more.
     let points: Vec<_> = run.x.points().into_iter().filter(|p| p.symbol == "cUSDT").collect();
