@@ -52,24 +52,28 @@ enum Command {
     #[command(long_about = BACKTEST_ABOUT)]
     Backtest {
         /// HTTP endpoint of an archive node (or set CANTILEVER_BACKTEST_RPC); never printed.
+        /// Twice (with --from, --to and --record twice, in the same order) for a cross-chain
+        /// backtest of the two chains of `[strategies.cross_chain]`.
         #[arg(
             long,
             value_name = "URL",
             env = "CANTILEVER_BACKTEST_RPC",
             hide_env_values = true,
+            value_delimiter = ',',
             conflicts_with = "cassette",
             requires_all = ["from", "to"]
         )]
-        rpc: Option<String>,
-        /// First block (forked at its parent).
+        rpc: Vec<String>,
+        /// First block (forked at its parent); one per --rpc.
         #[arg(long, value_name = "N")]
-        from: Option<u64>,
-        /// Last block (inclusive).
+        from: Vec<u64>,
+        /// Last block (inclusive); one per --rpc.
         #[arg(long, value_name = "M")]
-        to: Option<u64>,
-        /// Replay a cassette written by `backtest --record` instead (no network).
+        to: Vec<u64>,
+        /// Replay a cassette written by `backtest --record` instead (no network). Twice (chain
+        /// order of `[strategies.cross_chain]`) for a cross-chain backtest.
         #[arg(long, value_name = "FILE")]
-        cassette: Option<PathBuf>,
+        cassette: Vec<PathBuf>,
         /// The TOML configuration (chains, strategies, limits) [default: the embedded default
         /// devnet manifest].
         #[arg(long, value_name = "FILE", conflicts_with = "manifest")]
@@ -89,9 +93,9 @@ enum Command {
         /// Most requests per second sent to the node.
         #[arg(long, value_name = "N", default_value_t = 50)]
         requests_per_s: u32,
-        /// Also write a cassette of the RPC run (replay it with --cassette).
+        /// Also write a cassette of the RPC run (replay it with --cassette); one per --rpc.
         #[arg(long, value_name = "FILE", requires = "rpc")]
-        record: Option<PathBuf>,
+        record: Vec<PathBuf>,
         /// Write the report as JSON.
         #[arg(long, value_name = "OUT")]
         json: Option<PathBuf>,
@@ -370,6 +374,12 @@ next block) on the real chain's state: landed or reverted, PnL after gas.
   cantilever backtest --rpc URL --from N --to M [--config FILE] [--cache DIR] [--record FILE]
   cantilever backtest --cassette FILE [--config FILE | --manifest FILE]
 
+Cross-chain: the two chains of an enabled [strategies.cross_chain] (or a manifest's
+`cross_chain`) replayed together, both engines and the coordinator, blocks in timestamp order:
+
+  cantilever backtest --config FILE --rpc URL_A --from NA --to MA --rpc URL_B --from NB --to MB
+  cantilever backtest --manifest FILE --cassette A.cas --cassette B.cas
+
 Every RPC answer is kept in an on-disk cache (--cache) keyed by method and parameters (the block
 included), so a re-run is offline and identical; requests are throttled (--requests-per-s) and
 retried with backoff. The report gives, per strategy and per route: opportunities, approvals,
@@ -377,80 +387,116 @@ refusals by kind, the would-have-landed rate and PnL; and the peg deviation per 
 the bot (the recorded chain) and with it (after its landed transactions). --json and --html
 write it to files; a progress bar is drawn on stderr when it is a terminal.
 
-`cantilever` with no arguments runs the embedded default: a depeg episode modelled on USDC in
-March 2023, recorded from the devnet, with no network.";
+`cantilever` with no arguments runs the embedded default, with no network: a depeg episode
+modelled on USDC in March 2023 and a cross-chain spread episode between chain 138 and Alltra,
+both recorded from the devnet.";
 
 fn default_backtest(json: Option<PathBuf>, html: Option<PathBuf>) -> ExitCode {
     run_async(async move {
         let report = cantilever::backtest::default::run_default(true).await?;
-        print_backtest(&report, json, html)
+        print_report(&report, json, html, || cantilever::backtest::render_default_html(&report))
     })
 }
 
-fn print_backtest(
-    report: &cantilever::backtest::BacktestReport,
+/// Prints `report`, writes it as JSON and HTML (`html_of`) when asked.
+fn print_report<R: std::fmt::Display + serde::Serialize>(
+    report: &R,
     json: Option<PathBuf>,
     html: Option<PathBuf>,
+    html_of: impl FnOnce() -> String,
 ) -> anyhow::Result<()> {
-    use cantilever::backtest::{render_html, write_file};
+    use cantilever::backtest::write_file;
     print!("{report}");
     if let Some(p) = json {
         write_file(&p, &format!("{}\n", serde_json::to_string_pretty(report)?))
             .map_err(anyhow::Error::msg)?;
     }
     if let Some(p) = html {
-        write_file(&p, &render_html(report)).map_err(anyhow::Error::msg)?;
+        write_file(&p, &html_of()).map_err(anyhow::Error::msg)?;
     }
     Ok(())
 }
 
+/// Where a backtest reads history from.
+struct History {
+    rpc: Vec<String>,
+    from: Vec<u64>,
+    to: Vec<u64>,
+    cassette: Vec<PathBuf>,
+    record: Vec<PathBuf>,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn backtest_command(
-    rpc: Option<String>,
-    from: Option<u64>,
-    to: Option<u64>,
-    cassette: Option<PathBuf>,
+    h: History,
     config: Option<cantilever::bench::ConfigFile>,
     chain: Option<String>,
     operator: Option<Address>,
     cache: PathBuf,
     requests_per_s: u32,
-    record: Option<PathBuf>,
     json: Option<PathBuf>,
     html: Option<PathBuf>,
 ) -> ExitCode {
-    use cantilever::backtest::{self, RpcOptions, Setup};
+    use cantilever::backtest::{self, RpcOptions, Setup, render_html, xchain};
     run_async(async move {
-        let report = match (rpc, cassette) {
-            (Some(url), _) => {
-                let (Some(from), Some(to)) = (from, to) else {
-                    anyhow::bail!("--rpc needs --from and --to");
-                };
-                let o = RpcOptions {
-                    url,
-                    from,
-                    to,
-                    cache_dir: cache,
-                    requests_per_s,
-                    record,
-                    config,
-                    chain,
-                    operator,
-                    progress: true,
-                };
-                backtest::run_rpc(&o).await?
-            }
+        let History { rpc, from, to, cassette, record } = h;
+        let (n, m) = (rpc.len(), cassette.len());
+        if n > 2 || m > 2 {
+            anyhow::bail!("at most two --rpc or two --cassette (one per chain)");
+        }
+        if n > 0 && (from.len() != n || to.len() != n || !(record.is_empty() || record.len() == n))
+        {
+            anyhow::bail!("give --from and --to (and --record, if any) once per --rpc");
+        }
+        let options = |i: usize| RpcOptions {
+            url: rpc[i].clone(),
+            from: from[i],
+            to: to[i],
+            // One cache per chain: two chains have blocks of the same numbers.
+            cache_dir: if n == 2 { cache.join(format!("chain-{i}")) } else { cache.clone() },
+            requests_per_s,
+            record: record.get(i).cloned(),
+            config: config.clone(),
+            chain: chain.clone(),
+            operator,
+            progress: true,
+        };
+        if n == 2 || m == 2 {
+            let Some(file) = &config else {
+                anyhow::bail!(
+                    "a cross-chain backtest needs --config or --manifest with its cross_chain section"
+                );
+            };
+            let setup = xchain::XSetup::load(file)?;
+            let report = if n == 2 {
+                let (a, b) = (options(0), options(1));
+                xchain::run_rpc([&a, &b], &setup, true).await?
+            } else {
+                let a = cantilever::cassette::Cassette::load(&cassette[0])?;
+                let b = cantilever::cassette::Cassette::load(&cassette[1])?;
+                let label = format!("{} + {}", cassette[0].display(), cassette[1].display());
+                xchain::run_cassettes([&a, &b], &setup, &label, true).await?
+            };
+            return print_report(&report, json, html, || xchain::render_html(&report));
+        }
+        let report = match (rpc.first(), cassette.first()) {
+            (Some(_), _) => backtest::run_rpc(&options(0)).await?,
             (None, Some(path)) => {
-                let c = cantilever::cassette::Cassette::load(&path)?;
+                let c = cantilever::cassette::Cassette::load(path)?;
                 let operator = operator.or_else(|| backtest::cassette_operator(&c));
                 let setup =
                     Setup::load(config.as_ref(), chain.as_deref(), c.meta.chain_id, operator)?;
                 let label = path.display().to_string();
                 backtest::run_cassette(&c, &setup, &label, true).await?
             }
-            (None, None) => cantilever::backtest::default::run_default(true).await?,
+            (None, None) => {
+                let report = backtest::default::run_default(true).await?;
+                return print_report(&report, json, html, || {
+                    backtest::render_default_html(&report)
+                });
+            }
         };
-        print_backtest(&report, json, html)
+        print_report(&report, json, html, || render_html(&report))
     })
 }
 
@@ -493,16 +539,12 @@ fn main() -> ExitCode {
         use cantilever::bench::ConfigFile;
         let config = config.map(ConfigFile::Toml).or(manifest.map(ConfigFile::Manifest));
         return backtest_command(
-            rpc,
-            from,
-            to,
-            cassette,
+            History { rpc, from, to, cassette, record },
             config,
             chain,
             operator,
             cache,
             requests_per_s,
-            record,
             json,
             html,
         );

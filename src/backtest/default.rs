@@ -1,14 +1,19 @@
-//! The embedded default: `cantilever` with no arguments backtests a depeg episode modelled on
-//! USDC in March 2023 (DOMAIN §6), recorded from the devnet and shipped in `fixtures/backtest/`.
+//! The embedded default: `cantilever` with no arguments backtests two episodes recorded from the
+//! devnet and shipped in `fixtures/backtest/`:
 //!
-//! The cassette and its manifest are compiled into the binary (`include_bytes!`), so the main
-//! command works from any directory with no network. Regenerate them on purpose with
-//! `cargo test --test it backtest::regenerate_default_cassette -- --ignored`, then review and
+//! - a depeg modelled on USDC in March 2023 (DOMAIN §6) on chain 138 (`usdc-2023.*`);
+//! - a cross-chain spread between chain 138 and Alltra (`xchain-spread.*`, one cassette per
+//!   chain), replayed with both engines and the coordinator ([`super::xchain`]).
+//!
+//! The cassettes and their manifests are compiled into the binary (`include_bytes!`), so the
+//! main command works from any directory with no network. Regenerate them on purpose with
+//! `cargo test --test it backtest::regenerate_default_cassette -- --ignored` and
+//! `cargo test --test it xbacktest::regenerate_xchain_episode -- --ignored`, then review and
 //! accept the new golden summary with `cargo insta review` (or `INSTA_UPDATE=always`).
 //!
-//! The manifest is a devnet manifest (`{"scenario", "chains": [...]}`) plus an `episodes` list
-//! naming each cassette and the chain it belongs to, so a second chain's episode (a cross-chain
-//! spread) is one more entry and one more cassette.
+//! Each manifest is a devnet manifest (`{"scenario", "chains": [...]}`) plus an `episodes` list
+//! naming each cassette and the chain it belongs to; the cross-chain one also holds the
+//! `cross_chain` configuration it runs with.
 
 use serde::Deserialize;
 
@@ -21,6 +26,31 @@ pub const CASSETTE: &[u8] = include_bytes!("../../fixtures/backtest/usdc-2023.ca
 pub const MANIFEST: &str = include_str!("../../fixtures/backtest/usdc-2023.manifest.json");
 /// The cassette's name in reports.
 pub const NAME: &str = "usdc-2023 (embedded)";
+/// The cross-chain episode's cassettes, chain 138's then Alltra's.
+pub const XCHAIN_CASSETTES: [&[u8]; 2] = [
+    include_bytes!("../../fixtures/backtest/xchain-spread.138.cas"),
+    include_bytes!("../../fixtures/backtest/xchain-spread.651940.cas"),
+];
+/// The cross-chain episode's manifest (both chains, the cross-chain configuration).
+pub const XCHAIN_MANIFEST: &str =
+    include_str!("../../fixtures/backtest/xchain-spread.manifest.json");
+/// The cross-chain episode's name in reports.
+pub const XCHAIN_NAME: &str = "xchain-spread (embedded)";
+
+/// The embedded default's result: the depeg episode, then the cross-chain episode.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct DefaultReport {
+    /// The depeg episode on chain 138.
+    pub depeg: BacktestReport,
+    /// The cross-chain spread episode.
+    pub xchain: super::xchain::XBacktestReport,
+}
+
+impl std::fmt::Display for DefaultReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}\n{}", self.depeg, self.xchain)
+    }
+}
 
 /// One recorded episode of the default manifest.
 #[derive(Clone, Debug, Deserialize)]
@@ -92,13 +122,29 @@ pub fn setup_for(m: &crate::devnet::DevnetManifest, chain_id: u64) -> Result<Set
     })
 }
 
-/// Runs the default backtest: the embedded cassette, no network. Call inside a multi-thread
+/// A self-contained HTML page of the default report: both episodes.
+pub fn render_html(r: &DefaultReport) -> String {
+    super::report::page(
+        &(super::report::html_body(&r.depeg) + &super::xchain::html_body(&r.xchain)),
+    )
+}
+
+/// Runs the default backtest: both embedded episodes, no network. Call inside a multi-thread
 /// tokio runtime.
 ///
 /// # Errors
-/// [`BacktestError`] if the embedded files do not load (a broken build) or the run fails.
-pub async fn run_default(progress: bool) -> Result<BacktestReport, BacktestError> {
+/// [`BacktestError`] if the embedded files do not load (a broken build) or a run fails.
+pub async fn run_default(progress: bool) -> Result<DefaultReport, BacktestError> {
     let cassette = Cassette::from_bytes(CASSETTE, NAME)?;
     let setup = setup()?;
-    run_cassette(&cassette, &setup, NAME, progress).await
+    let depeg = run_cassette(&cassette, &setup, NAME, progress).await?;
+    let xsetup = super::xchain::XSetup::from_manifest_json(
+        XCHAIN_MANIFEST,
+        "embedded cross-chain manifest",
+    )?;
+    let [a, b] = XCHAIN_CASSETTES;
+    let a = Cassette::from_bytes(a, "xchain-spread.138.cas")?;
+    let b = Cassette::from_bytes(b, "xchain-spread.651940.cas")?;
+    let xchain = super::xchain::run_cassettes([&a, &b], &xsetup, XCHAIN_NAME, progress).await?;
+    Ok(DefaultReport { depeg, xchain })
 }

@@ -170,6 +170,16 @@ impl<S: StateSource> Judge<S> {
         Err(JudgeError::State(format!("state still cold after {ROUNDS} rounds")))
     }
 
+    /// The fee of the bridge at `bridge` (its `feeBps()`), on the state at the head.
+    pub(crate) async fn bridge_fee_bps(&mut self, bridge: Address) -> Result<u32, JudgeError> {
+        let env = self.next_after_head()?;
+        let r = self
+            .with_state(&env, |bs| bs.call(bridge, &crate::contracts::Bridge::feeBpsCall {}))
+            .await?;
+        r.map(u32::from)
+            .map_err(|_| JudgeError::State(format!("bridge {bridge}: feeBps() reverted")))
+    }
+
     /// Executes `job`'s transaction after `before` (the recorded transactions ahead of it) in a
     /// block with environment `env`, on the judge's current state.
     pub(crate) async fn judge(

@@ -31,6 +31,7 @@ pub mod default;
 mod judge;
 mod report;
 pub mod rpc_cache;
+pub mod xchain;
 
 use std::{
     collections::BTreeMap,
@@ -47,6 +48,7 @@ use alloy::{
 };
 use revm::primitives::hardfork::SpecId;
 
+pub use default::{DefaultReport, render_html as render_default_html};
 pub use judge::{JudgeError, Verdict};
 pub use report::{BacktestReport, DecisionRow, GroupReport, PegRow, render_html};
 pub use rpc_cache::{CacheCounters, CacheError, RpcCache};
@@ -61,9 +63,11 @@ use crate::{
     },
     exec::TxSigner,
     ingest::{Event, Head, PendingTx},
-    ledger::{Ledger, Record},
+    ledger::{Ledger, LedgerHandle, Record},
     risk::{Halt, Mode},
-    state::{BlockInfo, ReadRequest, ReadSet, RetryPolicy, RpcSource, SourceError, StateSource},
+    state::{
+        BlockInfo, BlockRef, ReadRequest, ReadSet, RetryPolicy, RpcSource, SourceError, StateSource,
+    },
 };
 use judge::{BlockTx, Judge, recorded_env};
 
@@ -294,12 +298,16 @@ fn replay_block(b: &alloy::rpc::types::Block) -> ReplayBlock {
     }
 }
 
-/// Runs a backtest over an archive RPC (see the [module docs](self)). Call inside a
-/// multi-thread tokio runtime.
-///
-/// # Errors
-/// [`BacktestError`] naming what could not be read or run.
-pub async fn run_rpc(o: &RpcOptions) -> Result<BacktestReport, BacktestError> {
+/// An archive node opened for a backtest: its chain, the blocks to replay and the state source
+/// pinned at the first block's parent.
+struct OpenRpc {
+    chain_id: u64,
+    blocks: Vec<ReplayBlock>,
+    source: Pinned<RpcSource>,
+}
+
+/// Opens `o.url` behind the answer cache and reads the blocks of `o`'s range.
+async fn open_rpc(o: &RpcOptions) -> Result<OpenRpc, BacktestError> {
     if o.from == 0 || o.to < o.from {
         return Err(BacktestError::Range {
             from: o.from,
@@ -327,7 +335,6 @@ pub async fn run_rpc(o: &RpcOptions) -> Result<BacktestReport, BacktestError> {
             detail: "eth_chainId failed (endpoint not shown)".into(),
         })?
     };
-    let setup = Setup::load(o.config.as_ref(), o.chain.as_deref(), chain_id, o.operator)?;
     let base = fetch_block(&provider, o.from - 1).await?;
     let mut blocks = Vec::new();
     for n in o.from..=o.to {
@@ -336,28 +343,49 @@ pub async fn run_rpc(o: &RpcOptions) -> Result<BacktestReport, BacktestError> {
     let policy = RetryPolicy { call_timeout: Duration::from_secs(10), ..RetryPolicy::default() };
     let source =
         Pinned { inner: RpcSource::new(provider, 200).with_policy(policy), base: base.header.hash };
+    Ok(OpenRpc { chain_id, blocks, source })
+}
+
+/// A cassette writer at `path` for `rpc`'s run with `setup`, its events written, and the
+/// source that records every read into it.
+fn recording(
+    path: &Path,
+    setup: &Setup,
+    rpc: &OpenRpc,
+) -> Result<(Arc<CassetteWriter>, RecordingSource<Pinned<RpcSource>>), BacktestError> {
+    let (from, to) =
+        (rpc.blocks.first().map_or(0, |b| b.number), rpc.blocks.last().map_or(0, |b| b.number));
+    let meta = CassetteMeta {
+        chain_id: rpc.chain_id,
+        block_time_ms: setup.chain.block_time_ms,
+        started_unix_ms: 0,
+        executor: setup.chain.executor,
+        venues: setup.chain.venues.iter().map(|v| v.address).collect(),
+        tokens: setup.chain.tokens.iter().map(|t| t.address).collect(),
+        lenders: Vec::new(),
+        watched: Vec::new(),
+        note: format!("cantilever backtest blocks {from}..={to} operator={}", setup.operator),
+    };
+    let writer = Arc::new(CassetteWriter::create(path, meta)?);
+    write_events(&writer, rpc.chain_id, &rpc.blocks)?;
+    let source = RecordingSource::new(rpc.source.clone(), writer.clone());
+    Ok((writer, source))
+}
+
+/// Runs a backtest over an archive RPC (see the [module docs](self)). Call inside a
+/// multi-thread tokio runtime.
+///
+/// # Errors
+/// [`BacktestError`] naming what could not be read or run.
+pub async fn run_rpc(o: &RpcOptions) -> Result<BacktestReport, BacktestError> {
+    let rpc = open_rpc(o).await?;
+    let setup = Setup::load(o.config.as_ref(), o.chain.as_deref(), rpc.chain_id, o.operator)?;
     let label = format!("rpc blocks {}..={}", o.from, o.to);
     let report = match &o.record {
-        None => drive(source, &blocks, &setup, &label, o.progress).await?,
+        None => drive(rpc.source, &rpc.blocks, &setup, &label, o.progress).await?,
         Some(path) => {
-            let meta = CassetteMeta {
-                chain_id,
-                block_time_ms: setup.chain.block_time_ms,
-                started_unix_ms: 0,
-                executor: setup.chain.executor,
-                venues: setup.chain.venues.iter().map(|v| v.address).collect(),
-                tokens: setup.chain.tokens.iter().map(|t| t.address).collect(),
-                lenders: Vec::new(),
-                watched: Vec::new(),
-                note: format!(
-                    "cantilever backtest blocks {}..={} operator={}",
-                    o.from, o.to, setup.operator
-                ),
-            };
-            let writer = Arc::new(CassetteWriter::create(path, meta)?);
-            write_events(&writer, chain_id, &blocks)?;
-            let source = RecordingSource::new(source, writer.clone());
-            let r = drive(source, &blocks, &setup, &label, o.progress).await;
+            let (writer, source) = recording(path, &setup, &rpc)?;
+            let r = drive(source, &rpc.blocks, &setup, &label, o.progress).await;
             writer.finish()?;
             r?
         }
@@ -482,7 +510,7 @@ impl<S: StateSource> Driver<S> {
 }
 
 /// Judges `jobs` (decided while the judge's head is their target's parent), reports each
-/// outcome to the engine, and returns the landed transactions.
+/// outcome to the engine, and returns the landed transactions with their opportunity ids.
 async fn settle<S: StateSource>(
     jobs: Vec<ExecJob>,
     judge: &mut Judge<S>,
@@ -491,7 +519,7 @@ async fn settle<S: StateSource>(
     env: &crate::sim::NextBlock,
     outcomes: &mut BTreeMap<u64, Outcome>,
     operator: Address,
-) -> Result<Vec<revm::context::TxEnv>, BacktestError> {
+) -> Result<Vec<(u64, revm::context::TxEnv)>, BacktestError> {
     let mut landed = Vec::new();
     for job in jobs {
         // A backrun goes right after its victim (the last transaction it leads with), after
@@ -511,7 +539,7 @@ async fn settle<S: StateSource>(
         if verdict.landed
             && let Some(t) = job.txs.first()
         {
-            landed.push(judge::bot_env(&t.raw, operator)?);
+            landed.push((job.opportunity, judge::bot_env(&t.raw, operator)?));
         }
         let (delta, gas_usd) = (verdict.profit_raw, verdict.gas_usd);
         let result = if verdict.landed {
@@ -534,6 +562,228 @@ async fn settle<S: StateSource>(
     Ok(landed)
 }
 
+/// One chain's backtest in progress: the engine (live code path, execution wired to the judge),
+/// the judge following the recorded chain, and what they decided so far.
+struct ChainRun<S> {
+    setup: Setup,
+    source: S,
+    driver: Driver<S>,
+    judge: Judge<S>,
+    ledger: LedgerHandle,
+    ledger_path: PathBuf,
+    run: crate::ledger::RunId,
+    outcomes: BTreeMap<u64, Outcome>,
+    peg: Vec<PegRow>,
+    /// Bot transactions that landed (with their opportunity ids), by the block they landed in.
+    landed: BTreeMap<u64, Vec<(u64, revm::context::TxEnv)>>,
+    /// Also read the peg where each head trade lands, before it and after it alone
+    /// (cross-chain runs).
+    peg_per_tx: bool,
+    /// Those readings (before, after), by opportunity.
+    tx_peg: BTreeMap<u64, (Vec<judge::PegReading>, Vec<judge::PegReading>)>,
+    transactions: u64,
+    /// Where a transaction signed now would land: the top of the block after the last one
+    /// replayed (set by [`Self::block`]).
+    next_env: Option<crate::sim::NextBlock>,
+}
+
+impl<S: StateSource + Clone + 'static> ChainRun<S> {
+    /// Warms the engine and the judge up at the source's latest block (the first block's parent).
+    async fn start(source: S, setup: &Setup) -> Result<Self, BacktestError> {
+        let chain = &setup.chain;
+        let operator = setup.operator;
+        let warmed = warm_up(source.clone(), chain, &setup.strategies, SpecId::PRAGUE, operator)
+            .await
+            .map_err(|e| BacktestError::Engine(e.to_string()))?;
+        let Warmed { refresher, cache, sim, market } = warmed;
+        let judge = Judge::new(source.clone(), chain, operator).await?;
+        let start_nonce = cache.account(&operator).map_or(0, |a| a.nonce);
+        let tmp = std::env::temp_dir();
+        let id = uuid::Uuid::new_v4();
+        let ledger_path = tmp.join(format!("cantilever-backtest-{id}.db"));
+        let ledger = Ledger::open(&ledger_path, B256::ZERO, env!("CARGO_PKG_VERSION"))?;
+        let run = ledger.run_id();
+        let ledger = ledger.spawn()?;
+        let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+        let (exec_tx, exec_rx) = tokio::sync::mpsc::unbounded_channel();
+        let executor = chain.executor.ok_or_else(|| BacktestError::Config {
+            file: chain.name.clone(),
+            detail: "no executor address".into(),
+        })?;
+        let params = EngineParams {
+            chain: chain.clone(),
+            strategies: setup.strategies.clone(),
+            risk: setup.risk.clone(),
+            // The live path, with the execution channel wired to the judge: no submitter exists.
+            mode: Mode::Live,
+            halt: Halt::load(tmp.join(format!("cantilever-backtest-{id}.halt"))),
+            executor,
+            operator,
+            signer: Some(TxSigner::new(throwaway_key()?)),
+            start_nonce,
+            spec: SpecId::PRAGUE,
+            prove_top: PROVE_TOP,
+            ledger: Some(ledger.clone()),
+            histograms: None,
+        };
+        let engine = Engine::new(
+            params,
+            cache,
+            sim,
+            market,
+            cmd_tx,
+            Some(exec_tx),
+            Arc::new(EngineStats::default()),
+        )
+        .map_err(|e| BacktestError::Engine(e.to_string()))?;
+        Ok(Self {
+            setup: setup.clone(),
+            source,
+            driver: Driver { engine, refresher, cmds: cmd_rx, jobs: exec_rx },
+            judge,
+            ledger,
+            ledger_path,
+            run,
+            outcomes: BTreeMap::new(),
+            peg: Vec::new(),
+            landed: BTreeMap::new(),
+            peg_per_tx: false,
+            tx_peg: BTreeMap::new(),
+            transactions: 0,
+            next_env: None,
+        })
+    }
+
+    async fn block_info(&self, hash: B256) -> Result<BlockRef, BacktestError> {
+        self.source
+            .block(hash)
+            .await
+            .map(|i| i.block)
+            .map_err(|e| BacktestError::State(e.to_string()))
+    }
+
+    /// Replays block `b` (`next` is the block after it, when the run has one): its
+    /// transactions as the pending stream, then the block as the head; judges what the engine
+    /// signed and reads the peg with and without the bot.
+    async fn block(
+        &mut self,
+        b: &ReplayBlock,
+        next: Option<&ReplayBlock>,
+    ) -> Result<(), BacktestError> {
+        let chain_id = self.setup.chain.chain_id;
+        let operator = self.setup.operator;
+        let info = self.block_info(b.hash).await?;
+        let recorded = b.txs.iter().map(recorded_env).collect::<Result<Vec<_>, _>>()?;
+        self.transactions += b.txs.len() as u64;
+        // The block's transactions, in order, as the pending stream.
+        for tx in &b.txs {
+            let p = PendingTx { chain_id, tx: tx.clone(), received_at: Instant::now() };
+            self.driver.handle(Input::Pending(Box::new(p))).await;
+        }
+        let jobs = self.driver.take_jobs();
+        let env = Judge::<S>::env_of(&info);
+        let l = settle(
+            jobs,
+            &mut self.judge,
+            &mut self.driver,
+            &recorded,
+            &env,
+            &mut self.outcomes,
+            operator,
+        )
+        .await?;
+        self.landed.entry(b.number).or_default().extend(l);
+        // The real block as the head.
+        self.judge.advance(b.hash).await?;
+        match self.driver.refresher.on_head(b.hash).await {
+            Ok(Some(update)) => {
+                let msg = BlockMsg { update, received_at: Instant::now() };
+                self.driver.handle(Input::Block(Box::new(msg))).await;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let reason = format!("block {}: {e}", b.number);
+                self.driver.handle(Input::Stale { reason }).await;
+            }
+        }
+        self.next_env = Some(match next {
+            Some(n) => Judge::<S>::env_of(&self.block_info(n.hash).await?),
+            None => self.judge.env_after_head()?,
+        });
+        self.settle_head_jobs().await?;
+        // The peg at the end of the block, without and with the bot's landed transactions.
+        let landed = self.landed.get(&b.number).cloned().unwrap_or_default();
+        let extra: Vec<_> = landed.iter().map(|l| l.1.clone()).collect();
+        // In the environment of the block they landed in (their deadline is that block).
+        let without = self.judge.peg(&[], &env).await?;
+        let with =
+            if extra.is_empty() { without.clone() } else { self.judge.peg(&extra, &env).await? };
+
+        for ((pool, w0), (_, w1)) in without.into_iter().zip(with) {
+            self.peg.push(PegRow { block: b.number, pool, without_bps: w0, with_bps: w1 });
+        }
+        Ok(())
+    }
+
+    /// Judges what the engine signed since the last head (head trades, cross-chain legs) at the
+    /// top of the next block; false when it signed nothing.
+    async fn settle_head_jobs(&mut self) -> Result<bool, BacktestError> {
+        let jobs = self.driver.take_jobs();
+        if jobs.is_empty() {
+            return Ok(false);
+        }
+        let env = match self.next_env {
+            Some(e) => e,
+            None => self.judge.env_after_head()?,
+        };
+        let operator = self.setup.operator;
+        let l = settle(
+            jobs,
+            &mut self.judge,
+            &mut self.driver,
+            &[],
+            &env,
+            &mut self.outcomes,
+            operator,
+        )
+        .await?;
+        if self.peg_per_tx {
+            // At the top of the next block: the judge's head state, then the transaction alone.
+            for (opportunity, tx) in &l {
+                let before = self.judge.peg(&[], &env).await?;
+                let after = self.judge.peg(std::slice::from_ref(tx), &env).await?;
+                self.tx_peg.insert(*opportunity, (before, after));
+            }
+        }
+        self.landed.entry(env.number).or_default().extend(l);
+        Ok(true)
+    }
+
+    /// Closes the ledger and aggregates the report.
+    fn finish(self, label: &str, blocks: &[ReplayBlock]) -> Result<BacktestReport, BacktestError> {
+        let Self { setup, driver, ledger, ledger_path, run, outcomes, peg, transactions, .. } =
+            self;
+        drop(driver);
+        ledger.flush()?;
+        ledger.close()?;
+        let records = crate::ledger::read_records(&ledger_path, run)?;
+        for ext in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{ext}", ledger_path.display()));
+        }
+        let decisions = decision_rows(&records, &outcomes);
+        Ok(BacktestReport::new(
+            label,
+            &setup.chain,
+            blocks.first().map_or(0, |b| b.number),
+            blocks.last().map_or(0, |b| b.number),
+            blocks.len() as u64,
+            transactions,
+            decisions,
+            peg,
+        ))
+    }
+}
+
 /// The backtest proper over any state source whose `latest()` is the parent of the first block.
 async fn drive<S: StateSource + Clone + 'static>(
     source: S,
@@ -542,135 +792,15 @@ async fn drive<S: StateSource + Clone + 'static>(
     label: &str,
     progress: bool,
 ) -> Result<BacktestReport, BacktestError> {
-    let chain = &setup.chain;
-    let operator = setup.operator;
-    let warmed = warm_up(source.clone(), chain, &setup.strategies, SpecId::PRAGUE, operator)
-        .await
-        .map_err(|e| BacktestError::Engine(e.to_string()))?;
-    let Warmed { refresher, cache, sim, market } = warmed;
-    let mut judge = Judge::new(source.clone(), chain, operator).await?;
-    let start_nonce = cache.account(&operator).map_or(0, |a| a.nonce);
-    let tmp = std::env::temp_dir();
-    let id = uuid::Uuid::new_v4();
-    let ledger_path = tmp.join(format!("cantilever-backtest-{id}.db"));
-    let ledger = Ledger::open(&ledger_path, B256::ZERO, env!("CARGO_PKG_VERSION"))?;
-    let run = ledger.run_id();
-    let ledger = ledger.spawn()?;
-    let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
-    let (exec_tx, exec_rx) = tokio::sync::mpsc::unbounded_channel();
-    let executor = chain.executor.ok_or_else(|| BacktestError::Config {
-        file: chain.name.clone(),
-        detail: "no executor address".into(),
-    })?;
-    let params = EngineParams {
-        chain: chain.clone(),
-        strategies: setup.strategies.clone(),
-        risk: setup.risk.clone(),
-        // The live path, with the execution channel wired to the judge: no submitter exists.
-        mode: Mode::Live,
-        halt: Halt::load(tmp.join(format!("cantilever-backtest-{id}.halt"))),
-        executor,
-        operator,
-        signer: Some(TxSigner::new(throwaway_key()?)),
-        start_nonce,
-        spec: SpecId::PRAGUE,
-        prove_top: PROVE_TOP,
-        ledger: Some(ledger.clone()),
-        histograms: None,
-    };
-    let engine = Engine::new(
-        params,
-        cache,
-        sim,
-        market,
-        cmd_tx,
-        Some(exec_tx),
-        Arc::new(EngineStats::default()),
-    )
-    .map_err(|e| BacktestError::Engine(e.to_string()))?;
-    let mut driver = Driver { engine, refresher, cmds: cmd_rx, jobs: exec_rx };
+    let mut run = ChainRun::start(source, setup).await?;
     let bar = progress_bar(blocks.len() as u64, progress);
-    let mut outcomes: BTreeMap<u64, Outcome> = BTreeMap::new();
-    let mut peg = Vec::new();
-    // Bot transactions that landed, by the block they landed in.
-    let mut landed: BTreeMap<u64, Vec<revm::context::TxEnv>> = BTreeMap::new();
-    let mut transactions = 0u64;
-    let block_info = |hash: B256| {
-        let source = source.clone();
-        async move {
-            source
-                .block(hash)
-                .await
-                .map(|i| i.block)
-                .map_err(|e| BacktestError::State(e.to_string()))
-        }
-    };
     for (i, b) in blocks.iter().enumerate() {
         bar.set_message(format!("block {}", b.number));
-        let info = block_info(b.hash).await?;
-        let recorded = b.txs.iter().map(recorded_env).collect::<Result<Vec<_>, _>>()?;
-        transactions += b.txs.len() as u64;
-        // The block's transactions, in order, as the pending stream.
-        for tx in &b.txs {
-            let p =
-                PendingTx { chain_id: chain.chain_id, tx: tx.clone(), received_at: Instant::now() };
-            driver.handle(Input::Pending(Box::new(p))).await;
-        }
-        let jobs = driver.take_jobs();
-        let env = Judge::<S>::env_of(&info);
-        let l =
-            settle(jobs, &mut judge, &mut driver, &recorded, &env, &mut outcomes, operator).await?;
-        landed.entry(b.number).or_default().extend(l);
-        // The real block as the head.
-        judge.advance(b.hash).await?;
-        match driver.refresher.on_head(b.hash).await {
-            Ok(Some(update)) => {
-                let msg = BlockMsg { update, received_at: Instant::now() };
-                driver.handle(Input::Block(Box::new(msg))).await;
-            }
-            Ok(None) => {}
-            Err(e) => {
-                let reason = format!("block {}: {e}", b.number);
-                driver.handle(Input::Stale { reason }).await;
-            }
-        }
-        let jobs = driver.take_jobs();
-        let next_env = match blocks.get(i + 1) {
-            Some(n) => Judge::<S>::env_of(&block_info(n.hash).await?),
-            None => judge.env_after_head()?,
-        };
-        let l =
-            settle(jobs, &mut judge, &mut driver, &[], &next_env, &mut outcomes, operator).await?;
-        landed.entry(b.number + 1).or_default().extend(l);
-        // The peg at the end of the block, without and with the bot's landed transactions.
-        let extra = landed.get(&b.number).cloned().unwrap_or_default();
-        // In the environment of the block they landed in (their deadline is that block).
-        let without = judge.peg(&[], &env).await?;
-        let with = if extra.is_empty() { without.clone() } else { judge.peg(&extra, &env).await? };
-        for ((pool, w0), (_, w1)) in without.into_iter().zip(with) {
-            peg.push(PegRow { block: b.number, pool, without_bps: w0, with_bps: w1 });
-        }
+        run.block(b, blocks.get(i + 1)).await?;
         bar.inc(1);
     }
     bar.finish_and_clear();
-    drop(driver);
-    ledger.flush()?;
-    ledger.close()?;
-    let records = crate::ledger::read_records(&ledger_path, run)?;
-    for ext in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{ext}", ledger_path.display()));
-    }
-    let decisions = decision_rows(&records, &outcomes);
-    Ok(BacktestReport::new(
-        label,
-        chain,
-        blocks.first().map_or(0, |b| b.number),
-        blocks.last().map_or(0, |b| b.number),
-        blocks.len() as u64,
-        transactions,
-        decisions,
-        peg,
-    ))
+    run.finish(label, blocks)
 }
 
 fn decision_rows(records: &[Record], outcomes: &BTreeMap<u64, Outcome>) -> Vec<DecisionRow> {

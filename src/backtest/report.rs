@@ -185,7 +185,7 @@ fn refusals(r: &BTreeMap<String, u64>) -> String {
     r.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ")
 }
 
-fn group_line(f: &mut std::fmt::Formatter<'_>, g: &GroupReport) -> std::fmt::Result {
+pub(super) fn group_line(f: &mut std::fmt::Formatter<'_>, g: &GroupReport) -> std::fmt::Result {
     writeln!(
         f,
         "  {:<28} {:>5} opp {:>5} approved {:>4}/{:<4} landed ({:>5.1}%) PnL {:>12.2} USD | refused: {}",
@@ -246,15 +246,15 @@ impl std::fmt::Display for BacktestReport {
     }
 }
 
-fn esc(s: &str) -> String {
+pub(super) fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 /// One line of a plot: label, colour, points.
-type Series<'a> = (&'a str, &'a str, Vec<(f64, f64)>);
+pub(super) type Series<'a> = (&'a str, &'a str, Vec<(f64, f64)>);
 
 /// An SVG line plot of `series` over x.
-fn plot(title: &str, y_label: &str, series: &[Series<'_>]) -> String {
+pub(super) fn plot(title: &str, y_label: &str, series: &[Series<'_>]) -> String {
     let (w, h, m) = (720.0, 260.0, 48.0);
     let pts = series.iter().flat_map(|s| s.2.iter());
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
@@ -319,14 +319,24 @@ fn plot(title: &str, y_label: &str, series: &[Series<'_>]) -> String {
     s
 }
 
+/// A self-contained HTML page around `body` (inline SVG, no script, no external resource).
+pub(super) fn page(body: &str) -> String {
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>cantilever backtest</title>\
+         <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}\
+         td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}td:first-child{{text-align:left}}</style>\
+         </head><body>{body}</body></html>\n"
+    )
+}
+
 /// A self-contained HTML page of `r` (inline SVG, no script, no external resource).
 pub fn render_html(r: &BacktestReport) -> String {
-    let mut s = String::from(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>cantilever backtest</title>\
-         <style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}\
-         td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}td:first-child{text-align:left}</style>\
-         </head><body>",
-    );
+    page(&html_body(r))
+}
+
+/// The body of `r`'s page: its text, the peg and PnL plots, the per-group table.
+pub(super) fn html_body(r: &BacktestReport) -> String {
+    let mut s = String::new();
     let _ = write!(s, "<h1>cantilever backtest</h1><pre>{}</pre>", esc(&r.to_string()));
     let by = r.peg_by_block();
     let without: Vec<(f64, f64)> = by.iter().map(|b| (b.0 as f64, b.1)).collect();
@@ -362,6 +372,6 @@ pub fn render_html(r: &BacktestReport) -> String {
             esc(&refusals(&g.refusals))
         );
     }
-    s.push_str("</table></body></html>\n");
+    s.push_str("</table>");
     s
 }

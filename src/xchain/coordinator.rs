@@ -36,11 +36,12 @@ pub struct XChain {
     pub name: String,
     /// The engine.
     pub control: ControlSender,
-    /// Reads for bridge tracking (off the engines' threads).
-    pub provider: DynProvider,
+    /// Reads for bridge tracking (off the engines' threads); `None` in a backtest, where the
+    /// coordinator runs on recorded state and never rebalances.
+    pub provider: Option<DynProvider>,
     /// The executor contract.
     pub executor: Address,
-    /// The bridge contract on this chain, if rebalancing is possible from it.
+    /// The bridge contract on this chain, if rebalancing is possible from it (needs `provider`).
     pub bridge: Option<Address>,
 }
 
@@ -182,6 +183,17 @@ impl Coordinator {
         }
     }
 
+    /// The bridge of chain `i` and the provider that reads it, when both are known.
+    fn bridge_io(&self, i: usize) -> Option<(Address, DynProvider)> {
+        Some((self.chains[i].bridge?, self.chains[i].provider.clone()?))
+    }
+
+    /// Sets the bridge fee of each chain (bps) when it is known without reading the chain (a
+    /// backtest reads it on the recorded state).
+    pub(crate) fn set_bridge_fees(&mut self, fees: [u32; 2]) {
+        self.bridge_fee_bps = fees;
+    }
+
     fn idx(&self, chain_id: u64) -> Option<usize> {
         self.chains.iter().position(|c| c.chain_id == chain_id)
     }
@@ -189,8 +201,8 @@ impl Coordinator {
     /// Runs until every engine has dropped its sender.
     pub(crate) fn run(mut self, rx: &Receiver<XEvent>) {
         for i in 0..2 {
-            if let Some(b) = self.chains[i].bridge {
-                let bridge = Bridge::new(b, self.chains[i].provider.clone());
+            if let Some((b, provider)) = self.bridge_io(i) {
+                let bridge = Bridge::new(b, provider);
                 match self.rt.block_on(async { bridge.feeBps().call().await }) {
                     Ok(f) => self.bridge_fee_bps[i] = u32::from(f),
                     Err(e) => {
@@ -204,7 +216,9 @@ impl Coordinator {
         }
     }
 
-    fn on_event(&mut self, ev: XEvent) {
+    /// Handles one event from an engine (the thread's loop, or a backtest driving both engines
+    /// and the coordinator one step at a time).
+    pub(crate) fn on_event(&mut self, ev: XEvent) {
         match ev {
             XEvent::Head(s) => self.on_head(*s),
             XEvent::Proven { xid, chain_id, result } => self.on_proven(xid, chain_id, result),
@@ -661,12 +675,11 @@ impl Coordinator {
             (t.src == s.chain_id && t.state == TransferState::Sending)
                 || (t.dst == s.chain_id && t.state == TransferState::InFlight)
         });
-        let Some(bridge) = self.chains[i].bridge else { return };
+        let Some((bridge, provider)) = self.bridge_io(i) else { return };
         if !watching || from > s.head.number {
             return;
         }
         let filter = Filter::new().address(bridge).from_block(from).to_block(s.head.number);
-        let provider = self.chains[i].provider.clone();
         let logs = match self.rt.block_on(async { provider.get_logs(&filter).await }) {
             Ok(l) => l,
             Err(e) => {
@@ -790,8 +803,8 @@ impl Coordinator {
 
     fn send_transfer(&mut self, sym: &str, need: &super::inventory::Rebalance) {
         let (Some(src), Some(dst)) = (self.idx(need.src), self.idx(need.dst)) else { return };
-        let Some(bridge) = self.chains[src].bridge else { return };
-        let Some(dst_bridge) = self.chains[dst].bridge else { return };
+        let Some((bridge, src_provider)) = self.bridge_io(src) else { return };
+        let Some((dst_bridge, dst_provider)) = self.bridge_io(dst) else { return };
         let (Some(h), Some(hd)) =
             (self.book.holding(need.src, sym).cloned(), self.book.holding(need.dst, sym).cloned())
         else {
@@ -820,13 +833,12 @@ impl Coordinator {
         let needed = super::spread::rescale(amount, h.decimals, hd.decimals) + pending;
         let Some(dst_head) = self.snaps[dst].as_ref().map(|s| s.head.hash) else { return };
         let reserve = {
-            let token =
-                crate::contracts::TestToken::new(hd.token, self.chains[dst].provider.clone());
+            let token = crate::contracts::TestToken::new(hd.token, dst_provider);
             self.rt
                 .block_on(async { token.balanceOf(dst_bridge).block(dst_head.into()).call().await })
         };
         let cap = {
-            let b = Bridge::new(bridge, self.chains[src].provider.clone());
+            let b = Bridge::new(bridge, src_provider);
             self.rt.block_on(async { b.capacity(h.token).call().await })
         };
         match (reserve, cap) {

@@ -96,14 +96,10 @@ pub fn start(
     let stats = Arc::new(XStats::default());
     let history = Arc::new(Mutex::new(Vec::new()));
     let rt = tokio::runtime::Handle::current();
-    let max_notional = risk
-        .max_notional_per_route_usd
-        .min(risk.per_block_volume_cap_usd)
-        .min(risk.ramp.initial_notional_usd);
     let co = coordinator::Coordinator::new(
         cfg,
         risk.max_slippage_bps,
-        max_notional,
+        max_notional(risk),
         chains,
         ledger,
         stats.clone(),
@@ -112,6 +108,13 @@ pub fn start(
     );
     let thread = std::thread::Builder::new().name("xchain".into()).spawn(move || co.run(&rx))?;
     Ok(XHandle { stats, history, thread: Some(thread) })
+}
+
+/// The largest notional one cross-chain trade may take under the desk's limits, USD.
+pub fn max_notional(risk: &RiskConfig) -> f64 {
+    risk.max_notional_per_route_usd
+        .min(risk.per_block_volume_cap_usd)
+        .min(risk.ramp.initial_notional_usd)
 }
 
 /// Starts the coordinator for a configured, enabled `[strategies.cross_chain]` over engines
@@ -160,7 +163,7 @@ pub fn start_from_config(
             chain_id: chain.chain_id,
             name: name.clone(),
             control: h.controller(),
-            provider,
+            provider: Some(provider),
             executor,
             bridge,
         });

@@ -165,8 +165,12 @@ async fn rpc_backtest_reruns_offline_and_matches_its_cassette() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn default_report() {
     let report = backtest::default::run_default(false).await.unwrap();
-    assert!(report.totals.opportunities > 0, "{report}");
-    assert!(report.peg.iter().any(|p| p.without_bps < -1_000.0), "the depeg is in it: {report}");
+    let depeg = &report.depeg;
+    assert!(depeg.totals.opportunities > 0, "{report}");
+    assert!(depeg.peg.iter().any(|p| p.without_bps < -1_000.0), "the depeg is in it: {report}");
+    let x = &report.xchain;
+    assert!(x.cross.settled >= 2 && x.cross.one_leg == 0, "the cross-chain episode: {report}");
+    assert!(x.spread_summary().0 > 30.0, "its spread is in it: {report}");
     insta::assert_snapshot!(report.to_string());
 }
 
@@ -182,6 +186,8 @@ fn no_arguments_runs_the_default_backtest() {
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.starts_with("backtest usdc-2023 (embedded)"), "{stdout}");
     assert!(stdout.contains("per strategy:") && stdout.contains("peg deviation"), "{stdout}");
+    assert!(stdout.contains("backtest xchain-spread (embedded): cross-chain"), "{stdout}");
+    assert!(stdout.contains("cross-chain spread on the recorded chains"), "{stdout}");
 }
 
 /// Regenerates `fixtures/backtest/usdc-2023.{cas,manifest.json}`: a private devnet plays a
@@ -256,42 +262,74 @@ async fn regenerate_default_cassette() {
     assert!(std::fs::metadata(&out).unwrap().len() < 2_000_000, "fixture under 2 MB");
 }
 
+/// `cantilever backtest --manifest M --cassette C… --json --html` on shipped fixtures: stdout,
+/// the JSON report and the HTML page (no script, no external resource).
+fn backtest_cli(manifest: &str, cassettes: &[&str]) -> (String, serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let (json, html) = (dir.path().join("r.json"), dir.path().join("r.html"));
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cantilever"));
+    cmd.args(["backtest", "--manifest"]).arg(fixture(manifest));
+    for c in cassettes {
+        cmd.arg("--cassette").arg(fixture(c));
+    }
+    let out = cmd.arg("--json").arg(&json).arg("--html").arg(&html).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let report = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("<svg") && !page.contains("<script"));
+    assert!(!page.contains("src=") && !page.contains("href="), "no external resource");
+    (stdout, report)
+}
+
 /// `backtest --cassette` on the shipped fixture with its manifest: the same report as the
 /// embedded default, written as JSON and as a self-contained HTML page.
 #[test]
 fn cassette_command_writes_json_and_html() {
-    let dir = tempfile::tempdir().unwrap();
-    let (json, html) = (dir.path().join("r.json"), dir.path().join("r.html"));
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cantilever"))
-        .args(["backtest", "--cassette"])
-        .arg(fixture("usdc-2023.cas"))
-        .arg("--manifest")
-        .arg(fixture("usdc-2023.manifest.json"))
-        .arg("--json")
-        .arg(&json)
-        .arg("--html")
-        .arg(&html)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let (_, report) = backtest_cli("usdc-2023.manifest.json", &["usdc-2023.cas"]);
     let strategies: Vec<_> =
         report["strategies"].as_array().unwrap().iter().map(|s| s["name"].clone()).collect();
     assert!(strategies.contains(&"depeg".into()) && strategies.contains(&"backrun".into()));
     assert!(report["totals"]["signed"].as_u64().unwrap() > 0);
     assert!(report["decisions"].as_array().unwrap().iter().any(|d| d["refusal"].is_string()));
-    let page = std::fs::read_to_string(&html).unwrap();
-    assert!(page.contains("<svg") && !page.contains("<script"));
-    assert!(!page.contains("src=") && !page.contains("href="), "no external resource");
     // The same numbers as the embedded default.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let default = rt.block_on(backtest::default::run_default(false)).unwrap();
     // (PnL compared to the cent: a float read back from JSON may differ in its last bit.)
     let mut ours = report["totals"].clone();
-    let mut theirs = serde_json::to_value(&default.totals).unwrap();
+    let mut theirs = serde_json::to_value(&default.depeg.totals).unwrap();
     let pnl = |v: &mut serde_json::Value| v["pnl_usd"].take().as_f64().unwrap();
     assert!((pnl(&mut ours) - pnl(&mut theirs)).abs() < 0.005);
     assert_eq!(ours, theirs);
+}
+
+/// `backtest --manifest M --cassette A --cassette B` on the shipped cross-chain episode: the same
+/// report as the embedded default's cross-chain part, as JSON and a self-contained HTML page.
+#[test]
+fn two_cassettes_run_the_cross_chain_backtest() {
+    let (stdout, report) = backtest_cli(
+        "xchain-spread.manifest.json",
+        &["xchain-spread.138.cas", "xchain-spread.651940.cas"],
+    );
+    assert!(stdout.contains(": cross-chain, chain138 (138)"), "{stdout}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let default = rt.block_on(backtest::default::run_default(false)).unwrap();
+    assert_eq!(report["cross"]["settled"].as_u64(), Some(default.xchain.cross.settled));
+    assert_eq!(report["cross"]["trades"].as_u64(), Some(default.xchain.cross.trades));
+    let judged = report["cross"]["realised_usd"].as_f64().unwrap();
+    assert!((judged - default.xchain.cross.realised_usd).abs() < 0.005, "{judged}");
+    assert_eq!(report["trades"].as_array().unwrap().len() as u64, default.xchain.cross.settled);
+    // The cassettes in the wrong order are refused by name, not replayed.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cantilever"))
+        .args(["backtest", "--manifest"])
+        .arg(fixture("xchain-spread.manifest.json"))
+        .arg("--cassette")
+        .arg(fixture("xchain-spread.651940.cas"))
+        .arg("--cassette")
+        .arg(fixture("xchain-spread.138.cas"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "refused");
+    assert!(stderr.contains("cassette of chain 651940 given for chain chain138"), "{stderr}");
 }

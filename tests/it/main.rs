@@ -24,4 +24,5 @@ mod soak;
 mod state;
 mod telemetry;
 mod venues;
+mod xbacktest;
 mod xchain;

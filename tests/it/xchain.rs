@@ -18,25 +18,25 @@ use cantilever::{
 };
 use revm::primitives::hardfork::SpecId;
 
-const CHAINS: [u64; 2] = [138, 651_940];
+pub(crate) const CHAINS: [u64; 2] = [138, 651_940];
 const POOL: &str = "cUSDC/USDC";
 
-struct Rig {
-    devnet: Devnet,
-    cfg: Config,
-    keys: Vec<PrivateKeySigner>,
+pub(crate) struct Rig {
+    pub(crate) devnet: Devnet,
+    pub(crate) cfg: Config,
+    pub(crate) keys: Vec<PrivateKeySigner>,
     /// Owner-signing providers, per chain.
-    owner: [DynProvider; 2],
+    pub(crate) owner: [DynProvider; 2],
     _dir: tempfile::TempDir,
 }
 
-fn e6(n: u64) -> U256 {
+pub(crate) fn e6(n: u64) -> U256 {
     U256::from(n) * U256::from(1_000_000u64)
 }
 
 /// A private two-chain devnet with the bridge fee set to `bridge_fee_bps` on both sides and a
 /// config trading only the cross-chain strategy.
-async fn rig(bridge_fee_bps: u16, min_spread_bps: u32, margin_bps: u32) -> Rig {
+pub(crate) async fn rig(bridge_fee_bps: u16, min_spread_bps: u32, margin_bps: u32) -> Rig {
     // `CANTILEVER_TEST_LOG=cantilever=info` shows the engines' and the coordinator's logs.
     if let Ok(f) = std::env::var("CANTILEVER_TEST_LOG") {
         let _ = tracing_subscriber::fmt()
@@ -106,12 +106,12 @@ struct Running {
 }
 
 impl Rig {
-    fn http(&self, i: usize) -> DynProvider {
+    pub(crate) fn http(&self, i: usize) -> DynProvider {
         let c = self.devnet.manifest().chain(CHAINS[i]).expect("chain");
         ProviderBuilder::new().connect_http(c.http_url.parse().expect("url")).erased()
     }
 
-    fn pool(&self, i: usize) -> Address {
+    pub(crate) fn pool(&self, i: usize) -> Address {
         let c = self.devnet.manifest().chain(CHAINS[i]).expect("chain");
         c.pmm_pools.iter().find(|p| p.name == POOL).expect("pool").address
     }
@@ -144,7 +144,7 @@ impl Rig {
                 chain_id: *id,
                 name: chain.name.clone(),
                 control: h.controller(),
-                provider: self.http(i),
+                provider: Some(self.http(i)),
                 executor: m.executor,
                 bridge: m.bridge,
             });
@@ -162,7 +162,7 @@ impl Rig {
     }
 
     /// Sells `amount` of the pool's base into chain `i`'s cUSDC/USDC pool (minted for it).
-    async fn sell_base(&self, i: usize, amount: U256, tip: Option<u128>) -> B256 {
+    pub(crate) async fn sell_base(&self, i: usize, amount: U256, tip: Option<u128>) -> B256 {
         let p = PmmPool::new(self.pool(i), &self.owner[i]);
         let token = p._BASE_TOKEN_().call().await.expect("base");
         let t = TestToken::new(token, &self.owner[i]);
@@ -193,12 +193,12 @@ impl Rig {
         cantilever::engine::market::u256_f64(m) / 1e18
     }
 
-    async fn spread_bps(&self) -> f64 {
+    pub(crate) async fn spread_bps(&self) -> f64 {
         let (a, b) = (self.mid(0).await, self.mid(1).await);
         (a - b).abs() / a.min(b) * 10_000.0
     }
 
-    async fn head(&self, i: usize) -> u64 {
+    pub(crate) async fn head(&self, i: usize) -> u64 {
         self.http(i).get_block_number().await.expect("head")
     }
 }
