@@ -202,6 +202,27 @@ async fn xchain_rpc_backtest_matches_its_cassettes() {
     eprintln!("{first}");
     check_episode(&first);
 
+    // The command line: two --rpc, each with its range, and the manifest.
+    let manifest_file = dir.path().join("manifest.json");
+    std::fs::write(&manifest_file, m.to_string()).expect("manifest");
+    let json = dir.path().join("cli.json");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cantilever"));
+    cmd.args(["backtest", "--manifest"]).arg(&manifest_file);
+    for oi in &o {
+        cmd.args(["--rpc", &oi.url, "--from", &oi.from.to_string(), "--to", &oi.to.to_string()]);
+    }
+    // (Throttled at 1,000 requests/s: the default 50 would make this run last half a minute.)
+    cmd.args(["--requests-per-s", "1000"]);
+    let out = cmd.arg("--cache").arg(dir.path().join("cli-cache")).arg("--json").arg(&json);
+    let out = out.output().expect("cli");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains(&o[0].url) && !stderr.contains(&o[1].url), "URLs never printed");
+    let cli: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("parse");
+    assert_eq!(cli["cross"]["settled"].as_u64(), Some(first.cross.settled));
+    assert_eq!(cli["trades"].as_array().map(Vec::len), Some(first.trades.len()));
+
     // Offline: the same caches, ports nothing listens on.
     for oi in &mut o {
         let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
