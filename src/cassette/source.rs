@@ -298,7 +298,11 @@ impl CassetteSource {
         SourceError::Rejected {
             method: "cassette",
             code: 0,
-            message: format!("{call}: not recorded: {what}"),
+            message: format!(
+                "{call}: not recorded: {what} (a cassette holds exactly the reads of the engine \
+                 that recorded it; after a change to what the engine reads, record it again: \
+                 README, \"Regenerating the recorded fixtures\")"
+            ),
         }
     }
 
