@@ -1,6 +1,8 @@
 //! `[strategies.*]`: what the bot looks for. Every section and key is optional; a strategy that
 //! is enabled must reference declared chains, tokens and venues.
 
+use std::collections::BTreeMap;
+
 use alloy::primitives::Address;
 use serde::Deserialize;
 
@@ -257,6 +259,11 @@ pub struct CrossChainConfig {
     /// With `unwind`: the largest loss accepted to unwind the landed leg, bps of its input.
     /// Default 100.
     pub unwind_max_loss_bps: u32,
+    /// The same asset under different symbols (`[strategies.cross_chain.assets]`): a symbol
+    /// declared on one of the two chains = the symbol it is matched by on the other (for
+    /// example `AUSDC = "USDC"`). Pairs, inventory and rebalancing use the second name. Default
+    /// empty: symbols match as declared.
+    pub assets: BTreeMap<String, String>,
 }
 
 /// What the cross-chain strategy does when one leg lands and the other does not (seed 003: one-way
@@ -285,6 +292,7 @@ impl Default for CrossChainConfig {
             risk_margin_bps: 5,
             on_leg_failure: LegFailurePolicy::Hold,
             unwind_max_loss_bps: 100,
+            assets: BTreeMap::new(),
         }
     }
 }

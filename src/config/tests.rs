@@ -134,6 +134,8 @@ fn example_live_toml_passes_with_its_environment() {
         cfg.risk.min_profit.get("WETH").map(|a| a.0),
         Some(alloy::primitives::U256::from(4_000_000_000_000_000u64))
     );
+    let x = cfg.strategies.cross_chain.as_ref().expect("cross_chain");
+    assert_eq!(x.assets.get("AUSDC").map(String::as_str), Some("cUSDC"));
     assert!(cfg.validate().is_ok());
 }
 
@@ -584,6 +586,60 @@ pools = [{ chain = "chain138", venue = "nope" }]
     assert!(find(&errs, "chains[0].venues[0].quote").reason().contains("`USDX`"));
     assert!(find(&errs, "strategies.depeg.pegs[1].vault").reason().contains("not a vault"));
     assert_eq!(errs.len(), 7, "{errs}");
+}
+
+#[test]
+fn cross_chain_asset_renames_are_checked() {
+    // chain138 declares cUSDT and USDT; alltra declares AUSDT and USDT.
+    let text = with_chain_extra(
+        r#"
+[[chains]]
+name = "alltra"
+chain_id = 651940
+ws_url = "ws://127.0.0.1:1"
+http_url = "http://127.0.0.1:1"
+block_time_ms = 5000
+[chains.submission]
+mode = "public-rpc"
+[[chains.tokens]]
+symbol = "AUSDT"
+address = "0x00000000000000000000000000000000000000a1"
+decimals = 6
+[[chains.tokens]]
+symbol = "USDT"
+address = "0x00000000000000000000000000000000000000a2"
+decimals = 6
+
+[strategies.cross_chain]
+chains = ["chain138", "alltra"]
+[strategies.cross_chain.assets]
+AUSDT = "cUSDT"
+WBTC = "BTC"
+USDT = "USDT"
+cUSDT = "USDT"
+"#,
+    );
+    let errs = errors(&text);
+    for (key, kind) in [
+        ("strategies.cross_chain.assets.WBTC", ConfigErrorKind::CrossReference),
+        ("strategies.cross_chain.assets.USDT", ConfigErrorKind::InvalidValue),
+        ("strategies.cross_chain.assets.cUSDT", ConfigErrorKind::Duplicate),
+    ] {
+        assert_eq!(find(&errs, key).kind(), kind, "{key}:\n{errs}");
+    }
+    assert!(find(&errs, "strategies.cross_chain.assets.cUSDT").reason().contains("`chain138`"));
+    assert_eq!(errs.len(), 3, "AUSDT = cUSDT is valid:\n{errs}");
+    // Onto a symbol the other chain does not declare.
+    let text =
+        text.replace("WBTC = \"BTC\"\nUSDT = \"USDT\"\ncUSDT = \"USDT\"\n", "cUSDT = \"DAI\"\n");
+    let errs = errors(&text);
+    assert_eq!(
+        find(&errs, "strategies.cross_chain.assets.cUSDT").kind(),
+        ConfigErrorKind::CrossReference,
+        "{errs}"
+    );
+    assert!(find(&errs, "strategies.cross_chain.assets.cUSDT").reason().contains("`alltra`"));
+    assert_eq!(errs.len(), 1, "{errs}");
 }
 
 #[test]

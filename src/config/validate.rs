@@ -884,6 +884,51 @@ fn strategies(v: &mut V<'_>) {
         if let Some(r) = &x.bridge {
             v.check_venue_ref(&xp.key("bridge"), r, |k| k == VenueKind::Bridge, "a bridge");
         }
+        cross_chain_assets(v, x, &xp);
+    }
+}
+
+/// `[strategies.cross_chain.assets]`: each entry renames a symbol declared on one of the two
+/// chains to one declared on the other, and never onto a symbol its own chain also declares.
+fn cross_chain_assets(v: &mut V<'_>, x: &crate::config::CrossChainConfig, xp: &KeyPath) {
+    let declared = |chain: &str, sym: &str| {
+        v.cfg.chain(chain).is_some_and(|c| c.tokens.iter().any(|t| t.symbol == sym))
+    };
+    let mut problems = Vec::new();
+    for (local, canonical) in &x.assets {
+        let ap = xp.key("assets").key(local);
+        let Some(own) = x.chains.iter().position(|c| declared(c, local)) else {
+            problems.push((
+                ap,
+                Kind::CrossReference,
+                format!("`{local}` is not a token symbol on {}", x.chains.join(" or ")),
+            ));
+            continue;
+        };
+        if local == canonical {
+            problems.push((ap, Kind::InvalidValue, "renames a symbol to itself".to_owned()));
+            continue;
+        }
+        let other = x.chains.get(1 - own.min(1)).map(String::as_str).unwrap_or_default();
+        if declared(&x.chains[own], canonical) {
+            problems.push((
+                ap,
+                Kind::Duplicate,
+                format!(
+                    "`{canonical}` is also declared on `{}`: two tokens would share a name",
+                    x.chains[own]
+                ),
+            ));
+        } else if !declared(other, canonical) {
+            problems.push((
+                ap,
+                Kind::CrossReference,
+                format!("`{canonical}` is not a token symbol on `{other}`"),
+            ));
+        }
+    }
+    for (path, kind, msg) in problems {
+        v.push(path, kind, msg);
     }
 }
 

@@ -253,8 +253,9 @@ impl Coordinator {
         }
     }
 
-    fn on_head(&mut self, s: ChainSnapshot) {
+    fn on_head(&mut self, mut s: ChainSnapshot) {
         let Some(i) = self.idx(s.chain_id) else { return };
+        s.rename_assets(&self.cfg.assets);
         self.track_transfers(i, &s);
         self.book.update(&s);
         self.snaps[i] = Some(s);
@@ -271,8 +272,14 @@ impl Coordinator {
         }
     }
 
+    /// The name `symbol` (as declared on its chain) is matched by across the chains.
+    fn canonical<'s>(&'s self, symbol: &'s str) -> &'s str {
+        self.cfg.assets.get(symbol).map_or(symbol, String::as_str)
+    }
+
     fn symbols(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.cfg.inventory.iter().map(|t| t.token.clone()).collect();
+        let mut v: Vec<String> =
+            self.cfg.inventory.iter().map(|t| self.canonical(&t.token).to_owned()).collect();
         v.sort();
         v.dedup();
         v
@@ -780,7 +787,7 @@ impl Coordinator {
                 self.cfg
                     .inventory
                     .iter()
-                    .find(|t| t.token == sym && t.chain == self.chains[c].name)
+                    .find(|t| self.canonical(&t.token) == sym && t.chain == self.chains[c].name)
                     .map(|t| t.target_usd)
             };
             let (Some(t0), Some(t1)) = (target(0), target(1)) else { continue };

@@ -122,6 +122,28 @@ pub enum XControl {
 #[derive(Clone, Debug)]
 pub struct XLink(pub Sender<XEvent>);
 
+impl ChainSnapshot {
+    /// Renames token symbols by `assets` (`[strategies.cross_chain.assets]`: a symbol declared on
+    /// this chain → the symbol the same asset is matched by on the other chain).
+    pub fn rename_assets(&mut self, assets: &std::collections::BTreeMap<String, String>) {
+        if assets.is_empty() {
+            return;
+        }
+        let rename = |s: &mut String| {
+            if let Some(n) = assets.get(s.as_str()) {
+                s.clone_from(n);
+            }
+        };
+        for p in &mut self.pools {
+            rename(&mut p.base.1);
+            rename(&mut p.quote.1);
+        }
+        for h in &mut self.inventory {
+            rename(&mut h.symbol);
+        }
+    }
+}
+
 impl PartialEq for XLink {
     fn eq(&self, other: &Self) -> bool {
         self.0.same_channel(&other.0)
@@ -201,4 +223,49 @@ pub enum XEvent {
         /// What happened (`amount_out` is unused: the lock moves tokens out).
         outcome: LegOutcome,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy::primitives::{Address, U256};
+
+    use super::*;
+    use crate::venues::{Pool, v2::V2Pair};
+
+    #[test]
+    fn renamed_assets_are_matched_across_chains() {
+        let (a, b) = (Address::repeat_byte(1), Address::repeat_byte(2));
+        let holding = |token, symbol: &str| Holding {
+            token,
+            symbol: symbol.into(),
+            balance: U256::from(5u8),
+            decimals: 6,
+            usd_price: 1.0,
+        };
+        let pair = V2Pair { token0: a, token1: b, reserve0: 1, reserve1: 1, fee_bps: 30 };
+        let mut s = ChainSnapshot {
+            chain_id: 651_940,
+            head: BlockRef::default(),
+            timestamp: 0,
+            base_fee: 0,
+            gas_price_wei: 0,
+            native_usd: 1.0,
+            pools: vec![PoolView {
+                venue: Address::repeat_byte(3),
+                name: "AUSDC/USDT".into(),
+                base: (a, "AUSDC".into()),
+                quote: (b, "USDT".into()),
+                pool: Pool::V2(pair),
+            }],
+            inventory: vec![holding(a, "AUSDC"), holding(b, "USDT")],
+            tradeable: true,
+        };
+        let assets = [("AUSDC".to_owned(), "cUSDC".to_owned())].into();
+        s.rename_assets(&assets);
+        assert_eq!(s.pools[0].base.1, "cUSDC");
+        assert_eq!(s.pools[0].quote.1, "USDT", "other symbols keep their names");
+        let names: Vec<_> = s.inventory.iter().map(|h| h.symbol.as_str()).collect();
+        assert_eq!(names, ["cUSDC", "USDT"]);
+        assert_eq!(s.inventory[0].token, a, "addresses are untouched");
+    }
 }

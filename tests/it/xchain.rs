@@ -95,6 +95,7 @@ pub(crate) async fn rig(bridge_fee_bps: u16, min_spread_bps: u32, margin_bps: u3
         risk_margin_bps: margin_bps,
         on_leg_failure: LegFailurePolicy::Hold,
         unwind_max_loss_bps: 100,
+        assets: Default::default(),
     });
     Rig { devnet, cfg, keys, owner, _dir: dir }
 }
@@ -222,10 +223,47 @@ fn wait(timeout_s: u64, f: impl FnMut() -> bool) -> bool {
     wait_until(Duration::from_secs(timeout_s), f)
 }
 
+/// Declares chain `i`'s `from` token as `to` (its venues, lenders and inventory targets follow)
+/// and tells the coordinator they are the same asset (`[strategies.cross_chain.assets]`).
+fn rename_token(cfg: &mut Config, i: usize, from: &str, to: &str) {
+    let c = cfg.chains.iter_mut().find(|c| c.chain_id == CHAINS[i]).expect("chain");
+    let name = c.name.clone();
+    let rename = |s: &mut String| {
+        if s == from {
+            *s = to.to_owned();
+        }
+    };
+    for t in &mut c.tokens {
+        rename(&mut t.symbol);
+    }
+    for v in &mut c.venues {
+        rename(&mut v.base);
+        rename(&mut v.quote);
+    }
+    for l in &mut c.flash_lenders {
+        l.tokens.iter_mut().for_each(rename);
+    }
+    let x = cfg.strategies.cross_chain.as_mut().expect("xchain");
+    for t in x.inventory.iter_mut().filter(|t| t.chain == name) {
+        rename(&mut t.token);
+    }
+    x.assets.insert(to.to_owned(), from.to_owned());
+    // (The rig passes its signers directly: only the renames are checked here.)
+    if let Err(e) = cfg.validate() {
+        let e = e.to_string();
+        assert!(
+            !e.contains("cross_chain") && !e.contains("venues") && !e.contains("lenders"),
+            "{e}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spread_is_closed_by_two_legs_that_both_land() {
     // Bridge fee 2 bps and margin 2 bps: the cost band (two 3 bps LP fees + 4 bps) sits under 15.
-    let rig = rig(2, 10, 2).await;
+    let mut rig = rig(2, 10, 2).await;
+    // Alltra calls its cUSDC `AUSDC` (as the live chain does): matched through the assets table.
+    rename_token(&mut rig.cfg, 1, "cUSDC", "AUSDC");
     assert!(rig.spread_bps().await < 1.0, "the chains start at parity");
     // cUSDC sold on chain 138 only: it is cheaper there than on Alltra.
     rig.sell_base(0, e6(25_000), None).await;
