@@ -1405,6 +1405,7 @@ impl Engine {
             if let Some(n) = resync {
                 self.nonce.resync(n);
             }
+            self.x_on_exec(&r);
             return;
         }
         self.outstanding = self.outstanding.saturating_sub(1);

@@ -37,6 +37,9 @@ pub(super) struct XState {
     held: Vec<(u64, PreparedLeg, u64)>,
     /// Sent submissions by opportunity id: (trade id, is a bridge transfer).
     sent: HashMap<u64, (u64, bool)>,
+    /// Legs reported landed, most recent last (opportunity id, trade id), within the reorg
+    /// window: a reorg that orphans one reopens its trade.
+    landed: std::collections::VecDeque<(u64, u64)>,
     /// Bridge routes whose transfer state is still being read ahead, and the rounds so far.
     warm: Vec<(Address, u64)>,
     warm_rounds: u8,
@@ -46,6 +49,9 @@ pub(super) struct XState {
 
 /// Discovery rounds spent reading ahead a bridge transfer's state.
 const WARM_ROUNDS: u8 = 4;
+
+/// Landed legs remembered for a reorg to orphan (far more than land within any reorg window).
+const LANDED_KEPT: usize = 256;
 
 impl Engine {
     /// Handles one coordinator command.
@@ -332,17 +338,36 @@ impl Engine {
 
     /// Routes a submission's outcome to the coordinator when it was a cross-chain submission.
     pub(super) fn x_on_exec(&mut self, r: &ExecReport) {
+        let chain_id = self.p.chain.chain_id;
         if matches!(r.result, ExecResult::Orphaned { .. }) {
-            // The coordinator already booked this leg; a reorg took its block. The exec task
-            // keeps tracking it; the trade's books are not reopened (noted for the desk).
-            warn!(opp = r.opportunity, "a reorg orphaned a cross-chain submission already booked");
+            // A landed leg's block was reorged out: its trade is reopened until the exec task,
+            // which keeps tracking the submission, reports where it ends.
+            if let Some(k) = self.x.landed.iter().position(|l| l.0 == r.opportunity) {
+                let (opp, xid) = self.x.landed.remove(k).unwrap_or_default();
+                warn!(
+                    opp,
+                    xid,
+                    chain_id,
+                    "a reorg orphaned a landed cross-chain leg; its trade is reopened"
+                );
+                self.x.sent.insert(opp, (xid, false));
+                self.x_send(XEvent::Orphaned { xid, chain_id });
+            } else if self.x.sent.contains_key(&r.opportunity) {
+                // A bridge transfer's lock: tracked by its events, not reopened (noted for the desk).
+                warn!(opp = r.opportunity, "a reorg orphaned a bridge transfer's lock");
+            }
             return;
         }
         let Some((xid, bridge)) = self.x.sent.remove(&r.opportunity) else { return };
-        let chain_id = self.p.chain.chain_id;
         let outcome = match &r.result {
             ExecResult::Included { .. } => {
                 let amount_out = if r.delta > I256::ZERO { r.delta.into_raw() } else { U256::ZERO };
+                if !bridge {
+                    if self.x.landed.len() >= LANDED_KEPT {
+                        self.x.landed.pop_front();
+                    }
+                    self.x.landed.push_back((r.opportunity, xid));
+                }
                 LegOutcome::Landed { amount_out, gas_usd: r.gas_usd }
             }
             ExecResult::Reverted { gas_usd } => LegOutcome::Reverted { gas_usd: *gas_usd },

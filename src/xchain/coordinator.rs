@@ -124,7 +124,12 @@ struct Trade {
     input_usd: [f64; 2],
     /// USD per raw of each leg's output.
     out_per_raw: [f64; 2],
+    /// Realised PnL booked when both legs landed, USD.
+    realised_usd: f64,
 }
+
+/// Settled trades kept for a reorg to reopen (far more than settle within any reorg window).
+const SETTLED_KEPT: usize = 64;
 
 /// The coordinator's state.
 pub(crate) struct Coordinator {
@@ -139,6 +144,11 @@ pub(crate) struct Coordinator {
     frozen: Vec<(String, String)>,
     /// Unwind legs in flight: (unwind id, the open position it closes, its pair, its row).
     unwinds: Vec<(u64, (String, String), ledger::Position)>,
+    /// Recently settled trades, most recent last.
+    settled: std::collections::VecDeque<Trade>,
+    /// Settled trades a reorg reopened (one leg orphaned, its final outcome awaited); their
+    /// pairs are frozen meanwhile.
+    reopened: Vec<Trade>,
     ledger: Option<LedgerHandle>,
     stats: Arc<XStats>,
     history: Arc<Mutex<Vec<InventoryPoint>>>,
@@ -174,6 +184,8 @@ impl Coordinator {
             next_xid: 1,
             frozen: Vec::new(),
             unwinds: Vec::new(),
+            settled: std::collections::VecDeque::new(),
+            reopened: Vec::new(),
             ledger,
             stats,
             history,
@@ -223,6 +235,7 @@ impl Coordinator {
             XEvent::Head(s) => self.on_head(*s),
             XEvent::Proven { xid, chain_id, result } => self.on_proven(xid, chain_id, result),
             XEvent::Leg { xid, chain_id, outcome } => self.on_leg(xid, chain_id, outcome),
+            XEvent::Orphaned { xid, chain_id } => self.on_orphaned(xid, chain_id),
             XEvent::BridgeSent { xid, result, .. } => {
                 if result.is_ok() {
                     self.stats.transfers.fetch_add(1, Ordering::Relaxed);
@@ -479,6 +492,7 @@ impl Coordinator {
             plan,
             legs: [LegState::Proving, LegState::Proving],
             orders: orders.clone(),
+            realised_usd: 0.0,
         };
         info!(xid, pair = %format!("{}/{}", pair.base, pair.quote), buy_chain = %self.chains[buy].name, amount_in = %trade.plan.amount_in, net_usd = trade.plan.net_usd, spread_bps, "cross-chain trade: proving both legs");
         self.stats.trades.fetch_add(1, Ordering::Relaxed);
@@ -560,20 +574,44 @@ impl Coordinator {
                 if let Some(l) = &self.ledger {
                     l.record(row);
                 }
-                self.frozen.retain(|p| *p != pair);
-                self.stats.frozen.store(!self.frozen.is_empty(), Ordering::Relaxed);
+                self.unfreeze(&pair);
             } else {
                 warn!(xid, position = %row.id, "unwind did not land; the position stays open and the pair frozen");
             }
             return;
         }
-        let Some(mut t) = self.trade.take().filter(|t| t.xid == xid) else { return };
+        let reopened = self.reopened.iter().position(|t| t.xid == xid);
+        let mut t = match reopened {
+            Some(i) => self.reopened.swap_remove(i),
+            None => match self.trade.take() {
+                Some(t) if t.xid == xid => t,
+                other => {
+                    self.trade = other;
+                    return;
+                }
+            },
+        };
         let Some(k) = self.leg_of(&t, chain_id) else { return };
         t.legs[k] = LegState::Done(outcome);
-        let (LegState::Done(o0), LegState::Done(o1)) = (&t.legs[0], &t.legs[1]) else {
-            self.trade = Some(t);
+        if !matches!((&t.legs[0], &t.legs[1]), (LegState::Done(_), LegState::Done(_))) {
+            if reopened.is_some() {
+                self.reopened.push(t);
+            } else {
+                self.trade = Some(t);
+            }
             return;
-        };
+        }
+        if reopened.is_some() {
+            // The orphaned leg's fate is known: the pair is released (or frozen again below).
+            self.unfreeze(&t.pair);
+        }
+        self.finish(t);
+    }
+
+    /// Books a trade whose two legs have both ended.
+    fn finish(&mut self, mut t: Trade) {
+        let (LegState::Done(o0), LegState::Done(o1)) = (&t.legs[0], &t.legs[1]) else { return };
+        let xid = t.xid;
         let landed = |o: &LegOutcome| matches!(o, LegOutcome::Landed { .. });
         let gas = |o: &LegOutcome| match o {
             LegOutcome::Landed { gas_usd, .. } | LegOutcome::Reverted { gas_usd } => *gas_usd,
@@ -592,15 +630,53 @@ impl Coordinator {
                 self.stats.settled.fetch_add(1, Ordering::Relaxed);
                 self.stats.realised_micro_usd.fetch_add((realised * 1e6) as i64, Ordering::Relaxed);
                 info!(xid, realised_usd = realised, "cross-chain trade settled: both legs landed");
+                t.realised_usd = realised;
+                if self.settled.len() >= SETTLED_KEPT {
+                    self.settled.pop_front();
+                }
+                self.settled.push_back(t);
             }
             (false, false) => {
                 info!(xid, "cross-chain trade: neither leg landed; nothing held");
             }
             (l0, _) => {
                 let k = if l0 { 0 } else { 1 };
-                self.one_leg(&t, k, if l0 { o0.clone() } else { o1.clone() });
+                let o = if l0 { o0.clone() } else { o1.clone() };
+                self.one_leg(&t, k, o);
             }
         }
+    }
+
+    /// A settled trade's leg on `chain_id` was reorged out: its realised PnL is reversed, the
+    /// trade waits for that leg's final outcome with its pair frozen, then is booked again
+    /// (settled, or one-legged under the policy). Never re-sends anything.
+    fn on_orphaned(&mut self, xid: u64, chain_id: u64) {
+        let Some(i) = self.settled.iter().position(|t| t.xid == xid) else {
+            warn!(
+                xid,
+                chain_id,
+                "an orphaned cross-chain leg of no settled trade (an unwind leg?): its position is not reopened"
+            );
+            return;
+        };
+        let Some(mut t) = self.settled.remove(i) else { return };
+        let Some(k) = self.leg_of(&t, chain_id) else { return };
+        self.stats.settled.fetch_sub(1, Ordering::Relaxed);
+        self.stats.realised_micro_usd.fetch_sub((t.realised_usd * 1e6) as i64, Ordering::Relaxed);
+        t.realised_usd = 0.0;
+        t.legs[k] = LegState::Sent;
+        warn!(xid, chain = %self.chains[self.idx(chain_id).unwrap_or_default()].name, "cross-chain trade reopened: a reorg orphaned one of its legs; the pair is frozen until that leg ends");
+        self.frozen.push(t.pair.clone());
+        self.stats.frozen.store(true, Ordering::Relaxed);
+        self.reopened.push(t);
+    }
+
+    /// Drops one freeze of `pair`.
+    fn unfreeze(&mut self, pair: &(String, String)) {
+        if let Some(i) = self.frozen.iter().position(|p| p == pair) {
+            self.frozen.remove(i);
+        }
+        self.stats.frozen.store(!self.frozen.is_empty(), Ordering::Relaxed);
     }
 
     /// Exactly leg `k` landed: record the one-way position and apply the policy. Never chases

@@ -205,6 +205,14 @@ pub enum XEvent {
         /// What happened.
         outcome: LegOutcome,
     },
+    /// A leg reported landed was reorged out of its block. Its submission is tracked again; its
+    /// final outcome follows as another [`XEvent::Leg`].
+    Orphaned {
+        /// Trade id.
+        xid: u64,
+        /// Chain.
+        chain_id: u64,
+    },
     /// A bridge transfer was sent (or refused before sending).
     BridgeSent {
         /// Transfer id.

@@ -536,3 +536,92 @@ async fn one_failed_leg(policy: LegFailurePolicy) {
     assert!(reverted, "the Alltra leg reverted on its limit: {recs:#?}");
     run.stop().await;
 }
+
+/// Both legs land, then a reorg on Alltra replaces the block of the Alltra leg with one that
+/// spends the operator's nonce otherwise: the trade is reopened (realised PnL reversed, pair
+/// frozen), and when the orphaned leg ends missed the trade is booked one-legged under `hold`
+/// (the 138 leg an open position); nothing is sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reorged_leg_reopens_its_trade() {
+    use alloy::rpc::types::anvil::{ReorgOptions, TransactionData};
+    use cantilever::exec::{TxParams, TxSigner};
+    let rig = rig(2, 10, 2).await;
+    rig.sell_base(0, e6(25_000), None).await;
+    let run = rig.start().await;
+    let s = run.x.stats.clone();
+    assert!(wait(60, || s.settled.load(Ordering::Relaxed) >= 1), "settled: {s:?}");
+    assert!(wait(30, || s.settled.load(Ordering::Relaxed) == s.sent.load(Ordering::Relaxed)));
+    let settled = s.settled.load(Ordering::Relaxed);
+    let realised = s.realised_micro_usd.load(Ordering::Relaxed);
+    // The Alltra leg's submission and the block it landed in.
+    let recs = run.records(&rig.cfg.engine.ledger_path);
+    let (sub, block) = recs
+        .iter()
+        .filter_map(|r| match r {
+            Record::Submission(x) if x.chain_id == CHAINS[1] => Some(x.clone()),
+            _ => None,
+        })
+        .find_map(|sub| {
+            recs.iter().find_map(|r| match r {
+                Record::Inclusion(i) if i.submission_id == sub.id => Some((sub.clone(), i.block)),
+                _ => None,
+            })
+        })
+        .expect("the Alltra leg landed");
+    let node = rig.http(1);
+    let head = rig.head(1).await;
+    // The replacement block carries another use of the leg's nonce by the same key.
+    let fee = node.get_gas_price().await.expect("gas price") * 4;
+    let other = TxSigner::new(rig.keys[2].clone())
+        .sign_eip1559(&TxParams {
+            chain_id: CHAINS[1],
+            nonce: sub.nonce,
+            to: Address::repeat_byte(0x77),
+            input: Default::default(),
+            gas_limit: 21_000,
+            max_fee_per_gas: fee,
+            max_priority_fee_per_gas: 1,
+            value: U256::ZERO,
+        })
+        .expect("sign");
+    node.anvil_reorg(ReorgOptions {
+        depth: head - block + 1,
+        tx_block_pairs: vec![(TransactionData::Raw(other.raw.clone()), 0)],
+    })
+    .await
+    .expect("reorg");
+    assert!(
+        wait(30, || s.frozen.load(Ordering::Relaxed)
+            && s.settled.load(Ordering::Relaxed) < settled),
+        "reopened: the pair frozen, the trade no longer settled: {s:?}"
+    );
+    assert!(s.realised_micro_usd.load(Ordering::Relaxed) < realised, "its PnL reversed: {s:?}");
+    // The window after the reorg passes without the leg: it ends missed, the trade one-legged.
+    for _ in 0..8 {
+        node.anvil_mine(Some(1), None).await.expect("mine");
+        if s.one_leg.load(Ordering::Relaxed) >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(wait(30, || s.one_leg.load(Ordering::Relaxed) >= 1), "one-legged: {s:?}");
+    assert!(s.frozen.load(Ordering::Relaxed), "held: the pair stays frozen");
+    let recs = run.records(&rig.cfg.engine.ledger_path);
+    let open: Vec<_> = recs
+        .iter()
+        .filter_map(|r| match r {
+            Record::Position(p) if p.id.starts_with("xchain:138:") => Some(p.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        open.iter().any(|p| p.state == PositionState::Open),
+        "the 138 leg is an open position: {open:?}"
+    );
+    let alltra_subs = recs
+        .iter()
+        .filter(|r| matches!(r, Record::Submission(x) if x.chain_id == CHAINS[1]))
+        .count() as u64;
+    assert_eq!(alltra_subs, s.sent.load(Ordering::Relaxed), "nothing re-sent on Alltra");
+    run.stop().await;
+}
