@@ -1402,6 +1402,7 @@ impl Engine {
             self.outstanding += 1;
             let micro = (pnl_usd * 1e6) as i64;
             self.stats.realised_pnl_micro_usd.fetch_sub(micro, Ordering::Relaxed);
+            self.gate.record_orphaned(r.route, pnl_usd, now_ms() / 1000);
             if let Some(n) = resync {
                 self.nonce.resync(n);
             }

@@ -415,6 +415,23 @@ impl RiskGate {
         }
     }
 
+    /// Takes back a fill of `route` recorded with `pnl_usd` whose block a reorg replaced: a clean
+    /// fill no longer counts toward the ramp, a loss no longer counts toward the day it was
+    /// booked in. The submission's final outcome is recorded again when it comes (a fill if it is
+    /// mined on the new branch, a miss if not).
+    pub fn record_orphaned(&mut self, route: RouteKey, pnl_usd: f64, unix_time: u64) {
+        if !pnl_usd.is_finite() {
+            return;
+        }
+        if pnl_usd >= 0.0 {
+            if let Some(r) = self.ramps.get_mut(&route) {
+                r.clean_fills = r.clean_fills.saturating_sub(1);
+            }
+        } else if unix_time / SECS_PER_DAY == self.loss_day {
+            self.loss_today_usd = (self.loss_today_usd + pnl_usd).max(0.0);
+        }
+    }
+
     /// Records a revert of `route` that cost `gas_cost_usd` at `unix_time`: a failure (the ramp
     /// shrinks back to its start) and a realised loss.
     ///

@@ -186,6 +186,30 @@ fn ramp_grows_after_clean_fills_and_shrinks_on_failure() {
 }
 
 #[test]
+fn an_orphaned_fill_is_taken_back() {
+    let mut risk = RiskConfig::with_nav(1_000_000.0);
+    risk.per_block_volume_cap_usd = 100_000.0;
+    let mut g = RiskGate::new(&risk, &StabilizerConfig::default(), &[], Halt::in_memory());
+    let route = RouteKey(5);
+    // Two clean fills, one reorged out: the third clean fill does not grow the ramp yet.
+    g.record_fill(route, 10.0, NOW).unwrap();
+    g.record_fill(route, 10.0, NOW).unwrap();
+    g.record_orphaned(route, 10.0, NOW);
+    g.record_fill(route, 10.0, NOW).unwrap();
+    assert_eq!(g.ramp_cap_usd(route), 1_000.0, "only two clean fills count");
+    g.record_fill(route, 10.0, NOW).unwrap();
+    assert_eq!(g.ramp_cap_usd(route), 5_000.0);
+    // A losing fill reorged out no longer counts toward the day's loss.
+    g.record_fill(route, -400.0, NOW).unwrap();
+    assert_eq!(g.loss_today_usd(NOW), 400.0);
+    g.record_orphaned(route, -400.0, NOW);
+    assert_eq!(g.loss_today_usd(NOW), 0.0);
+    // Bad numbers change nothing.
+    g.record_orphaned(route, f64::NAN, NOW);
+    assert_eq!(g.loss_today_usd(NOW), 0.0);
+}
+
+#[test]
 fn per_block_volume_cap() {
     let mut g = gate();
     let route = RouteKey(1);
