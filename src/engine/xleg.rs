@@ -42,6 +42,8 @@ pub(super) struct XState {
     landed: std::collections::VecDeque<(u64, u64)>,
     /// Bridge routes whose transfer state is still being read ahead, and the rounds so far.
     warm: Vec<(Address, u64)>,
+    /// One-way legs through every pool are still being read ahead (from the link on).
+    warm_legs: bool,
     warm_rounds: u8,
     /// Bridge transfers waiting for state a cold read is fetching, with their tries.
     bridge_waiting: Vec<(BridgeOrder, u8)>,
@@ -59,6 +61,9 @@ impl Engine {
         match c {
             XControl::Link(l) => {
                 self.x.link = Some(l.0);
+                // Read ahead what a leg through each pool needs, so the first spread is provable.
+                self.x.warm_legs = true;
+                self.x.warm_rounds = 0;
                 // The coordinator's first view of this chain: the current head.
                 if let Some(head) = self.cache.head().copied() {
                     self.x_publish(&head);
@@ -77,36 +82,56 @@ impl Engine {
     }
 
     /// One discovery round over a nominal transfer of every token through every bridge route
-    /// being warmed: the keys it misses are asked of the feeder (the next supplement runs the
+    /// being warmed, and (from the link on) a nominal one-way leg both ways through every PMM
+    /// and V2 pool: the keys it misses are asked of the feeder (the next supplement runs the
     /// next round), until nothing is missing or the rounds are spent.
     fn x_warm(&mut self) {
-        if self.x.warm.is_empty() {
+        if self.x.warm.is_empty() && !self.x.warm_legs {
             return;
         }
         let Some(next) = self.next_block() else { return };
-        let mut txs = Vec::new();
+        let mut calls = Vec::new();
         for (bridge, dst) in &self.x.warm {
             for t in &self.market.tokens {
-                let call = LegCall::Bridge {
+                calls.push(LegCall::Bridge {
                     bridge: *bridge,
                     token: t.address,
                     amount: U256::from(1u8),
                     dst_chain_id: *dst,
-                };
-                let tx = alloy::consensus::TxEip1559 {
-                    chain_id: self.p.chain.chain_id,
-                    nonce: 0,
-                    gas_limit: 1_500_000,
-                    max_fee_per_gas: u128::from(next.base_fee) * 2 + 1,
-                    max_priority_fee_per_gas: 1,
-                    to: alloy::primitives::TxKind::Call(self.p.executor),
-                    value: U256::ZERO,
-                    access_list: Default::default(),
-                    input: call.input(next.number),
-                };
-                if let Ok(env) = crate::sim::tx_env(&tx, self.p.operator) {
-                    txs.push(env);
+                });
+            }
+        }
+        if self.x.warm_legs {
+            for (i, pool) in self.market.pools.iter().enumerate() {
+                if !self.market.decoded[i] {
+                    continue;
                 }
+                let venue = self.market.venues[i].address;
+                for side in [crate::venues::Side::SellBase, crate::venues::Side::SellQuote] {
+                    let hop = match pool {
+                        Pool::Pmm(p) => p.hop(venue, side, U256::from(1_000u32), U256::ZERO),
+                        Pool::V2(p) => p.hop(venue, side, U256::from(1_000u32), U256::ZERO),
+                        _ => continue,
+                    };
+                    calls.push(LegCall::Hops(vec![hop]));
+                }
+            }
+        }
+        let mut txs = Vec::new();
+        for call in calls {
+            let tx = alloy::consensus::TxEip1559 {
+                chain_id: self.p.chain.chain_id,
+                nonce: 0,
+                gas_limit: 1_500_000,
+                max_fee_per_gas: u128::from(next.base_fee) * 2 + 1,
+                max_priority_fee_per_gas: 1,
+                to: alloy::primitives::TxKind::Call(self.p.executor),
+                value: U256::ZERO,
+                access_list: Default::default(),
+                input: call.input(next.number),
+            };
+            if let Ok(env) = crate::sim::tx_env(&tx, self.p.operator) {
+                txs.push(env);
             }
         }
         let missing = {
@@ -122,6 +147,7 @@ impl Engine {
         self.x.warm_rounds += 1;
         if missing.is_empty() || self.x.warm_rounds >= WARM_ROUNDS {
             self.x.warm.clear();
+            self.x.warm_legs = false;
         }
         if !missing.is_empty() {
             let _ = self.feeder.send(super::FeederCmd::Watch(missing));
