@@ -41,9 +41,14 @@ pub struct LiveConfig {
     pub chain_id: u64,
     ws_url: EndpointUrl,
     http_url: EndpointUrl,
-    /// Capacity of alloy's newHeads subscription channel (alloy's default is 16). Default 1024.
+    /// Capacity of alloy's newHeads subscription channel (alloy's default is 16). Default 64:
+    /// a lag past it is caught up from the node. Memory: alloy keeps the channel's first
+    /// receiver unread for the subscription's life, so the channel always holds its last
+    /// `capacity` notifications (about 1 kB each).
     pub head_subscription_capacity: usize,
-    /// Capacity of the full-pending-transactions subscription channel. Default 8192.
+    /// Capacity of the full-pending-transactions subscription channel. Default 2048 (a burst
+    /// the feed task cannot keep up with beyond it is counted as lagged and dropped). Memory: as
+    /// for heads, the last `capacity` transactions stay held (about 1–2 kB each).
     pub pending_subscription_capacity: usize,
     /// Subscribe to full pending transactions. Default `true`.
     pub pending: bool,
@@ -92,8 +97,8 @@ impl LiveConfig {
             chain_id,
             ws_url,
             http_url,
-            head_subscription_capacity: 1024,
-            pending_subscription_capacity: 8192,
+            head_subscription_capacity: 64,
+            pending_subscription_capacity: 2048,
             pending: true,
             window: DEFAULT_WINDOW,
             backoff_initial: Duration::from_millis(250),
