@@ -46,7 +46,7 @@ use crate::{
     telemetry::{EventKind, Percentiles, SharedHistograms, Stage, StageHistograms},
 };
 
-pub use baseline::{BaselineReport, CassetteRpc, run_baseline};
+pub use baseline::{BaselineReport, CassetteRpc, EventTap, run_baseline};
 pub use html::render_html;
 pub use synth::{SynthSource, add_synthetic_pools};
 
@@ -196,6 +196,8 @@ pub struct EngineCounts {
     pub refused: u64,
     /// Candidates skipped for cold state.
     pub cold_skips: u64,
+    /// Full state re-reads the engine applied during the replay.
+    pub full_reads: u64,
 }
 
 /// What one bench run measured.
@@ -300,8 +302,8 @@ impl std::fmt::Display for BenchReport {
         let c = &self.counts;
         writeln!(
             f,
-            "engine: {} heads, {} pending, {} simulated, {} signed, {} refused, {} cold skips",
-            c.heads, c.pending, c.simulated, c.approved, c.refused, c.cold_skips
+            "engine: {} heads, {} pending, {} simulated, {} signed, {} refused, {} cold skips, {} full re-reads",
+            c.heads, c.pending, c.simulated, c.approved, c.refused, c.cold_skips, c.full_reads
         )?;
         for k in [&self.head, &self.pending] {
             writeln!(f, "\n{} events: {}   (µs)", k.kind, k.events)?;
@@ -688,12 +690,15 @@ pub async fn run_cassette(
     let counters = Arc::new(IngestCounters::default());
     let _ = run.stats.ingest.set(counters.clone());
     let routes = run.routes;
-    // The baseline needs every candidate the engine proves, per event.
+    // The baselines need every route the engine screens and every candidate it proves, per
+    // event.
     let baseline = o.baseline && o.pools == 0;
     let tap = if baseline {
         let (t, r) = crossbeam_channel::unbounded();
         let _ = run.stats.tap.set(t);
-        Some(r)
+        let (st, sr) = crossbeam_channel::unbounded();
+        let _ = run.stats.screen_tap.set(st);
+        Some((r, sr))
     } else {
         None
     };
@@ -766,6 +771,7 @@ pub async fn run_cassette(
         approved: read(&stats.approved),
         refused: read(&stats.refused),
         cold_skips: read(&stats.cold_skips),
+        full_reads: read(&stats.full_reads),
     };
     let pacing = pacing.map(|p| Pacing { examined: counts.pending, signed: counts.approved, ..p });
     Ok(BenchReport {
@@ -796,7 +802,7 @@ struct Driven {
     unsettled: u64,
     elapsed: Duration,
     decode: StageHistograms,
-    candidates: Vec<baseline::EventCandidates>,
+    candidates: Vec<EventTap>,
     pacing: Option<Pacing>,
     /// Events sent by kind (head, pending).
     kinds: [u64; 2],
@@ -810,7 +816,10 @@ struct Driver<Q> {
     lock: Lockstep<Q>,
     chain_id: u64,
     warm_head: u64,
-    tap: Option<crossbeam_channel::Receiver<crate::engine::tap::ProvedCandidate>>,
+    tap: Option<(
+        crossbeam_channel::Receiver<crate::engine::tap::ProvedCandidate>,
+        crossbeam_channel::Receiver<crate::engine::tap::ScreenedEvent>,
+    )>,
     pace: Option<Pacing>,
     budget: Option<Duration>,
 }
@@ -921,12 +930,16 @@ impl<Q: Fn() -> usize> Driver<Q> {
         })
     }
 
-    /// The candidates the engine proved for event `i` (once it is settled).
-    fn collect(&self, i: usize, out: &mut Vec<baseline::EventCandidates>) {
-        if let Some(tap) = &self.tap {
-            let got: Vec<_> = tap.try_iter().collect();
-            if !got.is_empty() {
-                out.push((i, got));
+    /// What the engine screened and proved for event `i` (once it is settled).
+    fn collect(&self, i: usize, out: &mut Vec<EventTap>) {
+        if let Some((proved, screened)) = &self.tap {
+            let e = EventTap {
+                event: i,
+                proved: proved.try_iter().collect(),
+                screened: screened.try_iter().collect(),
+            };
+            if !e.proved.is_empty() || !e.screened.is_empty() {
+                out.push(e);
             }
         }
     }

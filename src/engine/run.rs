@@ -551,11 +551,16 @@ pub(crate) async fn warm_market<S: StateSource>(
         .then(|| market.token_by_symbol(&strategies.triangle.anchor).map(|t| t.address))
         .flatten();
     market.enumerate_routes(anchor);
-    // Every route's call at a nominal size, so the state it reads is cached.
+    // Every route's call at a nominal size, so the state it reads is cached. In chunks: the
+    // calls of 160,000 routes held at once would double the process's peak memory.
     let ctx = crate::venues::QuoteCtx { timestamp: next.timestamp };
     let addresses: Vec<Address> = market.venues.iter().map(|v| v.address).collect();
     let mut envs = Vec::new();
-    for r in &market.routes {
+    for (k, r) in market.routes.iter().enumerate() {
+        if k > 0 && k % WARM_CHUNK == 0 {
+            sim::warm(refresher, cache, sim, &next, &envs, 32).await.map_err(|e| err(&e))?;
+            envs.clear();
+        }
         let Some(t) = market.token(&r.route.token()) else { continue };
         let params = RouteParams {
             amount_in: t.raw_for_usd(1.0).max(U256::from(1)),
@@ -618,6 +623,9 @@ pub(crate) async fn warm_market<S: StateSource>(
     sim::warm(refresher, cache, sim, &next, &envs, 32).await.map_err(|e| err(&e))?;
     Ok(())
 }
+
+/// Routes whose warm-up calls are built and run at a time.
+const WARM_CHUNK: usize = 2_048;
 
 fn next_of(cache: &ForkCache, chain: &ChainConfig) -> Result<NextBlock, RunError> {
     let head = cache.head().ok_or_else(|| RunError::State("no head".into()))?;
