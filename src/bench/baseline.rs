@@ -214,24 +214,65 @@ struct Shared {
     assumed: Mutex<HashMap<Address, (U256, u64)>>,
     /// Answers taken from `assumed`.
     assumed_answers: AtomicU64,
+    /// With synthetic pools, as the bench's state source ([`super::SynthSource`]) answers.
+    synthetic: Option<Synthetic>,
+    /// Keys never recorded answered as zero (synthetic runs only).
+    zero_answers: AtomicU64,
+}
+
+/// Synthetic pools: each copy's own state is its original's at the pin block, and a key never
+/// recorded reads as zero (as [`super::SynthSource`] answers the engine).
+#[derive(Clone, Debug, Default)]
+pub struct Synthetic {
+    /// Synthetic address → the real pool it copies.
+    pub map: HashMap<Address, Address>,
+    /// The block the copies' state is read at (the warm-up block).
+    pub pin: u64,
 }
 
 impl Shared {
+    /// The address and block whose recorded state answers `a` at `n`.
+    fn source_of(&self, a: Address, n: u64) -> (Address, u64) {
+        match self.synthetic.as_ref().and_then(|s| Some((*s.map.get(&a)?, s.pin))) {
+            Some(real) => real,
+            None => (a, n),
+        }
+    }
+
+    /// A value never recorded: zero in a synthetic run (counted), else a miss.
+    fn unrecorded<T: Default>(&self) -> Option<T> {
+        self.synthetic.as_ref()?;
+        self.zero_answers.fetch_add(1, Ordering::Relaxed);
+        Some(T::default())
+    }
+
     /// An account's balance and nonce at `n`: recorded, else assumed.
     fn account(&self, a: Address, n: u64) -> Option<(U256, u64)> {
-        at(self.index.accounts.get(&a), n).or_else(|| {
-            let got = self.assumed.lock().ok()?.get(&a).copied()?;
-            self.assumed_answers.fetch_add(1, Ordering::Relaxed);
-            Some(got)
-        })
+        let (real, n) = self.source_of(a, n);
+        at(self.index.accounts.get(&real), n)
+            .or_else(|| {
+                let got = self.assumed.lock().ok()?.get(&a).copied()?;
+                self.assumed_answers.fetch_add(1, Ordering::Relaxed);
+                Some(got)
+            })
+            .or_else(|| self.unrecorded())
     }
 
     /// An account's code at `n`: recorded, else none for an assumed account.
     fn code(&self, a: Address, n: u64) -> Option<Bytes> {
-        at(self.index.codes.get(&a), n).or_else(|| {
-            let assumed = self.assumed.lock().ok()?.contains_key(&a);
-            assumed.then(Bytes::new)
-        })
+        let (real, n) = self.source_of(a, n);
+        at(self.index.codes.get(&real), n)
+            .or_else(|| {
+                let assumed = self.assumed.lock().ok()?.contains_key(&a);
+                assumed.then(Bytes::new)
+            })
+            .or_else(|| self.unrecorded())
+    }
+
+    /// A storage slot at `n`.
+    fn slot(&self, a: Address, slot: U256, n: u64) -> Option<U256> {
+        let (real, n) = self.source_of(a, n);
+        at(self.index.slots.get(&(real, slot)), n).or_else(|| self.unrecorded())
     }
 
     fn call(&self, method: &str, p: &[Value]) -> Result<Value, String> {
@@ -286,7 +327,7 @@ impl Shared {
                 let a: Address = param(p, 0, "address")?;
                 let slot: U256 = param(p, 1, "slot")?;
                 let n = ix.block_of(p.get(2))?;
-                let v = at(ix.slots.get(&(a, slot)), n).ok_or_else(|| {
+                let v = self.slot(a, slot, n).ok_or_else(|| {
                     miss(format!("slot {slot:#x} of {a}"), n, first(ix.slots.get(&(a, slot))))
                 })?;
                 Ok(json!(B256::from(v.to_be_bytes::<32>())))
@@ -333,6 +374,17 @@ impl CassetteRpc {
     /// # Errors
     /// [`BenchError::Baseline`] when the port cannot be bound.
     pub async fn start(cassette: &Cassette) -> Result<Self, BenchError> {
+        Self::start_with(cassette, None).await
+    }
+
+    /// As [`CassetteRpc::start`], answering synthetic pools as the bench's state source does.
+    ///
+    /// # Errors
+    /// As [`CassetteRpc::start`].
+    pub async fn start_with(
+        cassette: &Cassette,
+        synthetic: Option<Synthetic>,
+    ) -> Result<Self, BenchError> {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
             .await
             .map_err(|e| BenchError::Baseline(format!("binding the cassette server: {e}")))?;
@@ -346,6 +398,8 @@ impl CassetteRpc {
             samples: Mutex::new(Vec::new()),
             assumed: Mutex::new(HashMap::new()),
             assumed_answers: AtomicU64::new(0),
+            synthetic,
+            zero_answers: AtomicU64::new(0),
         });
         let s = shared.clone();
         let task = tokio::spawn(async move {
@@ -411,6 +465,11 @@ impl CassetteRpc {
     /// Answers taken from assumed accounts.
     pub fn assumed_answers(&self) -> u64 {
         self.shared.assumed_answers.load(Ordering::Relaxed)
+    }
+
+    /// Keys never recorded answered as zero (synthetic runs only).
+    pub fn zero_answers(&self) -> u64 {
+        self.shared.zero_answers.load(Ordering::Relaxed)
     }
 }
 
@@ -543,6 +602,9 @@ pub struct BaselineReport {
     /// Requests answered with the state the engine assumes for a victim it holds no account
     /// for (ample balance, the victim's nonce, no code).
     pub assumed_answers: u64,
+    /// With synthetic pools: keys never recorded answered as zero, as the bench's state source
+    /// answers the engine (without synthetic pools such a key is a miss).
+    pub zero_answers: u64,
     /// The first distinct misses.
     pub miss_samples: Vec<String>,
     /// The first disagreements and errors.
@@ -755,9 +817,10 @@ impl Fork<'_> {
 pub async fn run_baseline(
     cassette: &Cassette,
     events: &[EventTap],
+    synthetic: Option<Synthetic>,
     ours: impl Fn(EventKind) -> (u64, u64),
 ) -> Result<BaselineReport, BenchError> {
-    let server = CassetteRpc::start(cassette).await?;
+    let server = CassetteRpc::start_with(cassette, synthetic).await?;
     let first = events
         .iter()
         .flat_map(|e| {
@@ -920,6 +983,7 @@ pub async fn run_baseline(
     report.server_requests = server.requests();
     report.server_misses = server.misses();
     report.assumed_answers = server.assumed_answers();
+    report.zero_answers = server.zero_answers();
     report.miss_samples = server.miss_samples();
     let kind = |m: &HashMap<EventKind, Samples>, k: EventKind| {
         m.get(&k).cloned().unwrap_or_default().report(k, ours(k))
@@ -983,6 +1047,13 @@ impl std::fmt::Display for BaselineReport {
             self.screened_misses,
             self.screened_unencodable
         )?;
+        if self.zero_answers > 0 {
+            writeln!(
+                f,
+                "synthetic pools: {} keys never recorded answered as zero, as the bench's state source answers the engine",
+                self.zero_answers
+            )?;
+        }
         kind_table(f, [&self.screened_head, &self.screened_pending])?;
         writeln!(f, "\nbaseline per proven candidate: {}", self.method)?;
         writeln!(
@@ -1067,6 +1138,8 @@ mod tests {
             samples: Mutex::new(Vec::new()),
             assumed: Mutex::new(HashMap::new()),
             assumed_answers: AtomicU64::new(0),
+            synthetic: None,
+            zero_answers: AtomicU64::new(0),
         }
     }
 
@@ -1119,6 +1192,23 @@ mod tests {
         );
         assert_eq!(batch[1]["id"], 2);
         assert_eq!(batch[1]["result"], "0xc");
+    }
+
+    #[test]
+    fn synthetic_pools_are_answered_as_their_original_at_the_pin() {
+        let mut s = shared();
+        let (pool, copy) = (Address::repeat_byte(0xaa), Address::repeat_byte(0xbb));
+        s.synthetic = Some(Synthetic { map: HashMap::from([(copy, pool)]), pin: 10 });
+        let slot = |a: Address, n: &str| ask(&s, "eth_getStorageAt", json!([a, "0x3", n]));
+        // The copy holds the original's value at the pin, whatever block is asked.
+        assert_eq!(slot(copy, "0xc")["result"], format!("{:#066x}", 100));
+        assert_eq!(slot(pool, "0xc")["result"], format!("{:#066x}", 120));
+        assert_eq!(ask(&s, "eth_getCode", json!([copy, "0xc"]))["result"], "0x6000");
+        // A key never recorded reads as zero, counted (the bench's state source does the same).
+        let never = ask(&s, "eth_getStorageAt", json!([pool, "0x4", "0xc"]));
+        assert_eq!(never["result"], format!("{:#066x}", 0));
+        assert_eq!(s.zero_answers.load(Ordering::Relaxed), 1);
+        assert_eq!(s.misses.load(Ordering::Relaxed), 0);
     }
 
     #[test]

@@ -372,6 +372,7 @@ pub fn start<S: StateSource + 'static>(
         });
     }
     let Warmed { refresher, cache, sim, market } = warmed;
+    no_huge_pages();
     let routes = market.routes.len();
     let (in_tx, in_rx) = crossbeam_channel::bounded::<Input>(4_096);
     let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded::<FeederCmd>();
@@ -622,6 +623,17 @@ pub(crate) async fn warm_market<S: StateSource>(
     }
     sim::warm(refresher, cache, sim, &next, &envs, 32).await.map_err(|e| err(&e))?;
     Ok(())
+}
+
+/// Opts the process out of transparent huge pages: the first touch of a huge page zeroes 2 MB
+/// at once, which stalled the engine thread for 5–7 ms per fault on a VM whose memory the host
+/// backs lazily (the bench's multi-millisecond state-apply outliers); with 4 KB pages the same
+/// memory is faulted in small steps. Linux only; a failure is logged and ignored.
+fn no_huge_pages() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
+        tracing::debug!(error = %e, "transparent huge pages left on");
+    }
 }
 
 /// Routes whose warm-up calls are built and run at a time.

@@ -308,12 +308,16 @@ impl ForkCache {
                 }
                 None => {}
             }
-            let mut items = Vec::with_capacity(update.accounts.len() + update.slots.len());
+            let mut items = Vec::new();
             for a in &update.accounts {
                 self.write_account(a, Some(&mut items));
             }
+            // Only values that differ are written (and undone on a reorg): a head re-reads every
+            // watched slot of each touched address, most of them unchanged.
             for (a, s, v) in &update.slots {
-                self.write_slot(*a, *s, *v, Some(&mut items));
+                if self.storage(a, s) != Some(*v) {
+                    self.write_slot(*a, *s, *v, Some(&mut items));
+                }
             }
             for (a, s, v) in &update.samples {
                 if self.storage(a, s) != Some(*v) {
