@@ -33,8 +33,11 @@ pub struct SynthSource<S> {
     pin: Arc<OnceLock<B256>>,
     /// Slots answered key by key: the history position answered at and the value, so a later
     /// block only looks at the blocks recorded since (not the whole history again).
-    slots: Arc<Mutex<HashMap<(Address, U256), (usize, U256)>>>,
+    slots: Arc<Mutex<SlotMemo>>,
 }
+
+/// Slot → (history position answered at, value).
+type SlotMemo = HashMap<(Address, U256), (usize, U256)>;
 
 impl<S: StateSource> SynthSource<S> {
     /// `map`: synthetic address → the real pool it copies; `history`: the recording's block

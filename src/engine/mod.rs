@@ -451,24 +451,7 @@ impl Engine {
                 continue;
             };
             let plan = plan_of(self.p.executor, &call);
-            let tx = sim::route_tx(
-                self.p.chain.chain_id,
-                self.nonce.peek_next(),
-                self.p.executor,
-                call,
-                PROBE_GAS,
-                fee.max_fee_per_gas,
-                fee.max_priority_fee_per_gas,
-            );
-            let Ok(env) = sim::tx_env(&tx, self.p.operator) else { continue };
-            let mut holders = vec![self.p.executor];
-            holders.extend(plan.flash_source);
-            let sim_tx = SimTx {
-                tx: env,
-                tokens: plan.tokens.clone(),
-                holders,
-                watch_calls_to: self.p.executor,
-            };
+            let Some((tx, sim_tx)) = self.probe(call, &plan, &fee) else { continue };
             if let Ok(outcome) = bs.simulate(&sim_tx) {
                 let _ = check_containment(&plan, &outcome);
             }
@@ -821,6 +804,35 @@ impl Engine {
         build_route(&pools, &addresses, &local, &params, &ctx).ok()
     }
 
+    /// The probe transaction of `call` (at the next nonce, [`PROBE_GAS`]) and what to measure
+    /// around it: the executor and the flash source, in the plan's tokens.
+    fn probe(
+        &self,
+        call: crate::contracts::Executor::Route,
+        plan: &sim::RoutePlan,
+        fee: &crate::exec::FeeQuote,
+    ) -> Option<(alloy::consensus::TxEip1559, SimTx)> {
+        let tx = sim::route_tx(
+            self.p.chain.chain_id,
+            self.nonce.peek_next(),
+            self.p.executor,
+            call,
+            PROBE_GAS,
+            fee.max_fee_per_gas,
+            fee.max_priority_fee_per_gas,
+        );
+        let env = sim::tx_env(&tx, self.p.operator).ok()?;
+        let mut holders = vec![self.p.executor];
+        holders.extend(plan.flash_source);
+        let sim_tx = SimTx {
+            tx: env,
+            tokens: plan.tokens.clone(),
+            holders,
+            watch_calls_to: self.p.executor,
+        };
+        Some((tx, sim_tx))
+    }
+
     /// Sends the routes sized for an event to the screen tap as executor calls (after the
     /// event's latency was recorded: never timed), and keeps the buffer.
     fn send_screened(
@@ -1152,24 +1164,8 @@ impl Engine {
                     continue;
                 };
                 let plan = plan_of(self.p.executor, &route_arg);
-                let nonce = self.nonce.peek_next();
-                let probe_tx = sim::route_tx(
-                    chain_id,
-                    nonce,
-                    self.p.executor,
-                    route_arg.clone(),
-                    PROBE_GAS,
-                    fee.max_fee_per_gas,
-                    fee.max_priority_fee_per_gas,
-                );
-                let Ok(env) = sim::tx_env(&probe_tx, self.p.operator) else { continue };
-                let mut holders = vec![self.p.executor];
-                holders.extend(plan.flash_source);
-                let sim_tx = SimTx {
-                    tx: env,
-                    tokens: plan.tokens.clone(),
-                    holders,
-                    watch_calls_to: self.p.executor,
+                let Some((probe_tx, sim_tx)) = self.probe(route_arg.clone(), &plan, &fee) else {
+                    continue;
                 };
                 let simulated = bs.simulate(&sim_tx);
                 if let Some(t) = self.stats.tap.get() {
