@@ -157,8 +157,8 @@ fn sizing(c: &mut Criterion) {
     let searched = bench(c, "sizing/pmm_vs_vault/search", || {
         size_by_search(black_box(&pools), &route, &limits, &CTX).unwrap()
     });
-    check(&pools, &route, &closed, SizingMethod::PmmVsPrice);
-    check(&pools, &route, &searched, SizingMethod::Search);
+    check(&pools, &route, &closed, SizingMethod::PmmVsPrice, limits.input_fee_bps);
+    check(&pools, &route, &searched, SizingMethod::Search, limits.input_fee_bps);
     let tol = searched.profit / U256::from(1_000_000_000u64) + U256::from(2u8);
     assert!(closed.profit + tol >= searched.profit, "{closed:?} vs {searched:?}");
     let (tc, ts) = (
@@ -186,16 +186,20 @@ fn sizing(c: &mut Criterion) {
     {
         let limits = SizingLimits { precision_bits: bits, ..SizingLimits::default() };
         let sized = bench(c, name, || size(black_box(&pools), &route, &limits, &CTX).unwrap());
-        check(&pools, &route, &sized, SizingMethod::Search);
+        check(&pools, &route, &sized, SizingMethod::Search, limits.input_fee_bps);
         eprintln!("{name}: profit {} in {} quotes", sized.profit, sized.evaluations);
     }
 }
 
-fn check(pools: &[Pool], route: &Route, sized: &SizedTrade, method: SizingMethod) {
+/// The sized trade is what the route pays: its output at its input net of the input fee
+/// (`fee_bps` of the input, rounded up), and that less the input as profit.
+fn check(pools: &[Pool], route: &Route, sized: &SizedTrade, method: SizingMethod, fee_bps: u32) {
     assert_eq!(sized.method, method, "{sized:?}");
     assert!(sized.is_profitable(), "{sized:?}");
-    assert_eq!(route_output(pools, route, sized.amount_in, &CTX).unwrap(), sized.amount_out);
-    assert_eq!(sized.amount_out - sized.amount_in, sized.profit);
+    let fee = (sized.amount_in * U256::from(fee_bps)).div_ceil(U256::from(10_000u32));
+    let out = route_output(pools, route, sized.amount_in, &CTX).unwrap();
+    assert_eq!(out - fee, sized.amount_out, "{sized:?}");
+    assert_eq!(sized.amount_out - sized.amount_in, sized.profit, "{sized:?}");
 }
 
 /// A market of the real pair (a dumped PMM and the vault) and `copies` synthetic PMM copies at
@@ -245,9 +249,11 @@ fn screening(c: &mut Criterion) {
     for (r, sized) in &picks {
         let route = &m.routes[*r].route;
         let out = route_output(&m.pools, route, sized.amount_in, &CTX).unwrap();
-        assert_eq!(out, sized.amount_out);
+        let fee = (sized.amount_in * U256::from(5u8)).div_ceil(U256::from(10_000u32));
+        assert_eq!(out - fee, sized.amount_out, "the output is net of the lender's fee");
         // Net of the lender's 5 bps: the sizer kept the fee out of the profit it maximised.
-        assert!(sized.profit > (sized.amount_in * U256::from(5u8)).div_ceil(U256::from(10_000u32)));
+        assert_eq!(sized.amount_out - sized.amount_in, sized.profit);
+        assert!(!sized.profit.is_zero());
     }
     eprintln!("screen: {} of {} routes pay", picks.len(), routes.len());
     // Route enumeration stays linear in the pools (the per-pool cap).

@@ -275,7 +275,8 @@ enum Command {
         /// The chain (default: the one with the cassette's chain id).
         #[arg(long, value_name = "NAME")]
         chain: Option<String>,
-        /// Add N synthetic PMM pools (copies of a real pool at fresh addresses; no baseline).
+        /// Add N synthetic PMM pools (copies of a real pool at fresh addresses; the eth_call
+        /// baseline runs up to 200 of them).
         #[arg(long, value_name = "N", default_value_t = 0, conflicts_with = "sweep")]
         pools: usize,
         /// Skip the eth_call baseline (it needs anvil: $CANTILEVER_ANVIL, tools/ or PATH).

@@ -1,18 +1,28 @@
-//! The eth_call baseline: what a typical bot does per event instead of simulating in process.
+//! The eth_call baselines: what a typical bot does per event instead of simulating in process.
 //!
 //! ```text
-//!  engine (tap) ─▶ ProvedCandidate per event ─┐
-//!                                             ▼
+//!  engine (taps) ─▶ ProvedCandidate, ScreenedEvent per event ─┐
+//!                                                             ▼
 //!  Cassette ─▶ CassetteRpc (127.0.0.1, JSON-RPC) ◀─fork── anvil ◀── anvil_reset(block N)
-//!                                                           ▲ eth_simulateV1 per candidate (timed)
+//!                                          ▲ eth_simulateV1 per screened route / candidate (timed)
 //! ```
 //!
-//! Every candidate the engine proved for an event is evaluated again by one JSON-RPC call to
-//! anvil on loopback, at the same block state: anvil is reset (untimed) to fork the head the
-//! engine traded on from [`CassetteRpc`], a small JSON-RPC server answering from the cassette.
-//! The call is `eth_simulateV1` (an `eth_call` that can put the backrun's victims ahead of the
-//! route, and that reports the gas used) with the engine's block environment as block overrides
-//! and the engine's exact calldata from the operator to the executor.
+//! Two baselines, both one JSON-RPC call to anvil on loopback per call evaluated, at the same
+//! block state: anvil is reset (untimed) to fork the head the engine traded on from
+//! [`CassetteRpc`], a small JSON-RPC server answering from the cassette. The call is
+//! `eth_simulateV1` (an `eth_call` that can put the backrun's victims ahead of the route, and
+//! that reports the gas used) with the engine's block environment as block overrides and the
+//! engine's calldata from the operator to the executor.
+//!
+//! - **Per screened route (a typical bot).** A typical bot has no native venue math: it
+//!   evaluates every candidate route the event affects by `eth_call`. Each route the engine
+//!   screened for the event is called once, at the size the engine found or at the route's
+//!   minimum probe amount when sizing found no profit.
+//! - **Per proven candidate.** Only the candidates the engine proved in revm (at most four per
+//!   event), with the exact calldata it simulated; both sides must agree on status and gas.
+//!
+//! A baseline event costs the sum of its calls (one after another) plus the engine's own
+//! signing time for the event (a bot signs too); the ratio is that against our end to end.
 //!
 //! State: the server answers a key at block N with the value recorded at the latest block ≤ N
 //! that read it (the engine's cache holds exactly that: a value it did not re-read had not
@@ -50,8 +60,9 @@ use super::BenchError;
 use crate::{
     cassette::{Cassette, StateAnswer},
     devnet::{AnvilNode, AnvilOptions},
-    engine::tap::{ProvedCandidate, TapOutcome},
+    engine::tap::{ProvedCandidate, ScreenedEvent, TapOutcome},
     ingest::Event,
+    sim::NextBlock,
     state::BlockRef,
     telemetry::{EventKind, Percentiles},
 };
@@ -203,24 +214,65 @@ struct Shared {
     assumed: Mutex<HashMap<Address, (U256, u64)>>,
     /// Answers taken from `assumed`.
     assumed_answers: AtomicU64,
+    /// With synthetic pools, as the bench's state source ([`super::SynthSource`]) answers.
+    synthetic: Option<Synthetic>,
+    /// Keys never recorded answered as zero (synthetic runs only).
+    zero_answers: AtomicU64,
+}
+
+/// Synthetic pools: each copy's own state is its original's at the pin block, and a key never
+/// recorded reads as zero (as [`super::SynthSource`] answers the engine).
+#[derive(Clone, Debug, Default)]
+pub struct Synthetic {
+    /// Synthetic address → the real pool it copies.
+    pub map: HashMap<Address, Address>,
+    /// The block the copies' state is read at (the warm-up block).
+    pub pin: u64,
 }
 
 impl Shared {
+    /// The address and block whose recorded state answers `a` at `n`.
+    fn source_of(&self, a: Address, n: u64) -> (Address, u64) {
+        match self.synthetic.as_ref().and_then(|s| Some((*s.map.get(&a)?, s.pin))) {
+            Some(real) => real,
+            None => (a, n),
+        }
+    }
+
+    /// A value never recorded: zero in a synthetic run (counted), else a miss.
+    fn unrecorded<T: Default>(&self) -> Option<T> {
+        self.synthetic.as_ref()?;
+        self.zero_answers.fetch_add(1, Ordering::Relaxed);
+        Some(T::default())
+    }
+
     /// An account's balance and nonce at `n`: recorded, else assumed.
     fn account(&self, a: Address, n: u64) -> Option<(U256, u64)> {
-        at(self.index.accounts.get(&a), n).or_else(|| {
-            let got = self.assumed.lock().ok()?.get(&a).copied()?;
-            self.assumed_answers.fetch_add(1, Ordering::Relaxed);
-            Some(got)
-        })
+        let (real, n) = self.source_of(a, n);
+        at(self.index.accounts.get(&real), n)
+            .or_else(|| {
+                let got = self.assumed.lock().ok()?.get(&a).copied()?;
+                self.assumed_answers.fetch_add(1, Ordering::Relaxed);
+                Some(got)
+            })
+            .or_else(|| self.unrecorded())
     }
 
     /// An account's code at `n`: recorded, else none for an assumed account.
     fn code(&self, a: Address, n: u64) -> Option<Bytes> {
-        at(self.index.codes.get(&a), n).or_else(|| {
-            let assumed = self.assumed.lock().ok()?.contains_key(&a);
-            assumed.then(Bytes::new)
-        })
+        let (real, n) = self.source_of(a, n);
+        at(self.index.codes.get(&real), n)
+            .or_else(|| {
+                let assumed = self.assumed.lock().ok()?.contains_key(&a);
+                assumed.then(Bytes::new)
+            })
+            .or_else(|| self.unrecorded())
+    }
+
+    /// A storage slot at `n`.
+    fn slot(&self, a: Address, slot: U256, n: u64) -> Option<U256> {
+        let (real, n) = self.source_of(a, n);
+        at(self.index.slots.get(&(real, slot)), n).or_else(|| self.unrecorded())
     }
 
     fn call(&self, method: &str, p: &[Value]) -> Result<Value, String> {
@@ -275,7 +327,7 @@ impl Shared {
                 let a: Address = param(p, 0, "address")?;
                 let slot: U256 = param(p, 1, "slot")?;
                 let n = ix.block_of(p.get(2))?;
-                let v = at(ix.slots.get(&(a, slot)), n).ok_or_else(|| {
+                let v = self.slot(a, slot, n).ok_or_else(|| {
                     miss(format!("slot {slot:#x} of {a}"), n, first(ix.slots.get(&(a, slot))))
                 })?;
                 Ok(json!(B256::from(v.to_be_bytes::<32>())))
@@ -322,6 +374,17 @@ impl CassetteRpc {
     /// # Errors
     /// [`BenchError::Baseline`] when the port cannot be bound.
     pub async fn start(cassette: &Cassette) -> Result<Self, BenchError> {
+        Self::start_with(cassette, None).await
+    }
+
+    /// As [`CassetteRpc::start`], answering synthetic pools as the bench's state source does.
+    ///
+    /// # Errors
+    /// As [`CassetteRpc::start`].
+    pub async fn start_with(
+        cassette: &Cassette,
+        synthetic: Option<Synthetic>,
+    ) -> Result<Self, BenchError> {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
             .await
             .map_err(|e| BenchError::Baseline(format!("binding the cassette server: {e}")))?;
@@ -335,6 +398,8 @@ impl CassetteRpc {
             samples: Mutex::new(Vec::new()),
             assumed: Mutex::new(HashMap::new()),
             assumed_answers: AtomicU64::new(0),
+            synthetic,
+            zero_answers: AtomicU64::new(0),
         });
         let s = shared.clone();
         let task = tokio::spawn(async move {
@@ -401,6 +466,11 @@ impl CassetteRpc {
     pub fn assumed_answers(&self) -> u64 {
         self.shared.assumed_answers.load(Ordering::Relaxed)
     }
+
+    /// Keys never recorded answered as zero (synthetic runs only).
+    pub fn zero_answers(&self) -> u64 {
+        self.shared.zero_answers.load(Ordering::Relaxed)
+    }
 }
 
 impl Drop for CassetteRpc {
@@ -448,9 +518,12 @@ impl BaselineCall {
 pub struct BaselineKind {
     /// `head` or `pending`.
     pub kind: &'static str,
-    /// Events with at least one candidate.
+    /// Events with at least one call.
     pub events: u64,
-    /// Per event: the sum of its candidates' warm calls (evaluated one after another), ns.
+    /// Calls made for them.
+    pub calls: u64,
+    /// Per event: the sum of its warm calls (evaluated one after another) plus the engine's
+    /// signing time for the event, ns.
     pub per_event: Percentiles,
     /// Per event, cold (state fetched from the cassette server), ns.
     pub per_event_cold: Percentiles,
@@ -466,10 +539,51 @@ pub struct BaselineKind {
     pub speedup_p99: f64,
 }
 
+/// One screened route evaluated by the typical-bot baseline.
+#[derive(Clone, Debug, Serialize)]
+pub struct ScreenedCall {
+    /// Index of the event in the replay.
+    pub event: usize,
+    /// `head` or `pending`.
+    pub kind: &'static str,
+    /// Block the state was forked at.
+    pub block: u64,
+    /// Route index.
+    pub route: usize,
+    /// Whether the engine's sizing found it profitable (else called at its minimum amount).
+    pub profitable: bool,
+    /// First call after the reset, ns.
+    pub cold_ns: u64,
+    /// The same call again on anvil's cached fork (the baseline), ns.
+    pub warm_ns: u64,
+    /// Over RPC: success and gas.
+    pub theirs: Option<(bool, u64)>,
+    /// The RPC error (a miss of the cassette server shows here).
+    pub error: Option<String>,
+}
+
 /// The baseline's findings.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct BaselineReport {
-    /// What each candidate costs the baseline.
+    /// What each screened route costs the typical-bot baseline.
+    pub screened_method: &'static str,
+    /// Screened routes evaluated (calls).
+    pub screened_routes: u64,
+    /// Of them, routes the engine's sizing found profitable.
+    pub screened_profitable: u64,
+    /// Screened routes whose RPC call failed (cassette misses included).
+    pub screened_errors: u64,
+    /// Screened routes left out because their call could not be encoded at their amount.
+    pub screened_unencodable: u64,
+    /// Requests of the screened calls the cassette server could not answer.
+    pub screened_misses: u64,
+    /// Per screened route (a typical bot), head events.
+    pub screened_head: BaselineKind,
+    /// Per screened route (a typical bot), pending events.
+    pub screened_pending: BaselineKind,
+    /// Every screened call.
+    pub screened_calls: Vec<ScreenedCall>,
+    /// What each proven candidate costs the per-candidate baseline.
     pub method: &'static str,
     /// Candidates evaluated.
     pub candidates: u64,
@@ -483,43 +597,69 @@ pub struct BaselineReport {
     pub not_simulated: u64,
     /// Requests the cassette server answered.
     pub server_requests: u64,
-    /// Requests it could not answer from the cassette.
+    /// Requests it could not answer from the cassette (both baselines).
     pub server_misses: u64,
     /// Requests answered with the state the engine assumes for a victim it holds no account
     /// for (ample balance, the victim's nonce, no code).
     pub assumed_answers: u64,
+    /// With synthetic pools: keys never recorded answered as zero, as the bench's state source
+    /// answers the engine (without synthetic pools such a key is a miss).
+    pub zero_answers: u64,
     /// The first distinct misses.
     pub miss_samples: Vec<String>,
     /// The first disagreements and errors.
     pub problems: Vec<String>,
-    /// Head events.
+    /// Per proven candidate, head events.
     pub head: BaselineKind,
-    /// Pending events.
+    /// Per proven candidate, pending events.
     pub pending: BaselineKind,
-    /// Every call.
+    /// Every proven candidate's call.
     pub calls: Vec<BaselineCall>,
 }
 
-/// The engine's candidates of one replayed event.
-pub type EventCandidates = (usize, Vec<ProvedCandidate>);
-
-fn call_object(c: &ProvedCandidate) -> Value {
-    json!({
-        "from": c.from,
-        "to": c.to,
-        "input": c.input,
-        "gas": format!("{:#x}", c.gas_limit),
-        "maxFeePerGas": format!("{:#x}", c.max_fee_per_gas),
-        "maxPriorityFeePerGas": format!("{:#x}", c.max_priority_fee_per_gas),
-    })
+/// What the engine reported for one replayed event.
+#[derive(Clone, Debug, Default)]
+pub struct EventTap {
+    /// Index of the event in the replay.
+    pub event: usize,
+    /// The candidates it proved.
+    pub proved: Vec<ProvedCandidate>,
+    /// The routes it screened (one entry per evaluation: a deferred backrun may add one).
+    pub screened: Vec<ScreenedEvent>,
 }
 
-fn payload(c: &ProvedCandidate) -> Value {
+/// The executor call of a route: sender, executor, calldata, gas and fees.
+struct CallSpec<'a> {
+    from: Address,
+    to: Address,
+    input: &'a Bytes,
+    gas: u64,
+    max_fee: u128,
+    priority: u128,
+}
+
+impl CallSpec<'_> {
+    fn json(&self) -> Value {
+        json!({
+            "from": self.from,
+            "to": self.to,
+            "input": self.input,
+            "gas": format!("{:#x}", self.gas),
+            "maxFeePerGas": format!("{:#x}", self.max_fee),
+            "maxPriorityFeePerGas": format!("{:#x}", self.priority),
+        })
+    }
+}
+
+fn payload(
+    leading: &[alloy::rpc::types::Transaction],
+    n: &NextBlock,
+    call: &CallSpec<'_>,
+) -> Value {
     // Victims without their fees: the route's outcome does not depend on what a victim paid,
     // and without validation a call without a gas price pays nothing (the engine gives a victim
     // it holds no account for an ample balance instead).
-    let mut calls: Vec<Value> = c
-        .leading
+    let mut calls: Vec<Value> = leading
         .iter()
         .map(|t| {
             json!({
@@ -531,8 +671,7 @@ fn payload(c: &ProvedCandidate) -> Value {
             })
         })
         .collect();
-    calls.push(call_object(c));
-    let n = &c.next;
+    calls.push(call.json());
     json!({
         "blockStateCalls": [{
             "blockOverrides": {
@@ -596,35 +735,108 @@ pub(super) fn percentiles_of(h: &hdrhistogram::Histogram<u64>) -> Percentiles {
 /// Latencies of one event kind, ns.
 #[derive(Clone, Debug, Default)]
 struct Samples {
-    /// Per event, warm calls summed.
+    /// Per event, warm calls summed plus signing.
     warm: Vec<u64>,
-    /// Per event, cold calls summed.
+    /// Per event, cold calls summed plus signing.
     cold: Vec<u64>,
     /// Per warm call.
     calls: Vec<u64>,
 }
 
-/// Evaluates every candidate of `events` over RPC on an anvil forked from the cassette, and
-/// compares with the in-process outcomes. `ours` gives the engine's end-to-end (p50, p99) of a
-/// kind. Call inside a multi-thread tokio runtime.
+impl Samples {
+    fn event(&mut self, timed: &[(u64, u64)], sign_ns: u64) {
+        if timed.is_empty() {
+            return;
+        }
+        self.cold.push(timed.iter().map(|t| t.0).sum::<u64>() + sign_ns);
+        self.warm.push(timed.iter().map(|t| t.1).sum::<u64>() + sign_ns);
+        self.calls.extend(timed.iter().map(|t| t.1));
+    }
+
+    /// The kind's report against ours (end-to-end p50, p99).
+    fn report(&self, kind: EventKind, (p50, p99): (u64, u64)) -> BaselineKind {
+        let per_event = percentiles(&self.warm);
+        let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+        BaselineKind {
+            kind: kind.as_str(),
+            events: self.warm.len() as u64,
+            calls: self.calls.len() as u64,
+            per_event,
+            per_event_cold: percentiles(&self.cold),
+            per_call: percentiles(&self.calls),
+            ours_p50_ns: p50,
+            ours_p99_ns: p99,
+            speedup_p50: ratio(per_event.p50, p50),
+            speedup_p99: ratio(per_event.p99, p99),
+        }
+    }
+}
+
+/// anvil forked from the cassette server, reset to a block only when it changes.
+struct Fork<'a> {
+    server: &'a CassetteRpc,
+    provider: DynProvider,
+    at: Option<u64>,
+}
+
+impl Fork<'_> {
+    /// Forks block `n` (untimed) unless already there.
+    async fn at(&mut self, n: u64) -> Result<(), BenchError> {
+        if self.at != Some(n) {
+            let forking = Forking { json_rpc_url: Some(self.server.url()), block_number: Some(n) };
+            self.provider
+                .anvil_reset(Some(forking))
+                .await
+                .map_err(|e| BenchError::Baseline(format!("anvil_reset to {n}: {e}")))?;
+            self.at = Some(n);
+        }
+        Ok(())
+    }
+
+    /// Runs `payload` twice: cold (anvil fetches the state), then warm. Returns both times and
+    /// the warm outcome (else the cold one).
+    async fn call(&self, payload: &Value) -> (u64, u64, Result<(bool, u64), String>) {
+        let t = Instant::now();
+        let cold = simulate(&self.provider, payload).await;
+        let cold_ns = t.elapsed().as_nanos() as u64;
+        let t = Instant::now();
+        let warm = simulate(&self.provider, payload).await;
+        let warm_ns = t.elapsed().as_nanos() as u64;
+        (cold_ns, warm_ns, warm.or(cold))
+    }
+}
+
+/// Evaluates, over RPC on an anvil forked from the cassette, every route the engine screened
+/// (the typical-bot baseline) and every candidate it proved (compared with the in-process
+/// outcomes). `ours` gives the engine's end-to-end (p50, p99) of a kind. Call inside a
+/// multi-thread tokio runtime.
 ///
 /// # Errors
 /// [`BenchError::Baseline`] when anvil or the cassette server cannot start, or anvil cannot be
 /// reset to a recorded block.
 pub async fn run_baseline(
     cassette: &Cassette,
-    events: &[EventCandidates],
+    events: &[EventTap],
+    synthetic: Option<Synthetic>,
     ours: impl Fn(EventKind) -> (u64, u64),
 ) -> Result<BaselineReport, BenchError> {
-    let server = CassetteRpc::start(cassette).await?;
-    let first = events.iter().flat_map(|(_, c)| c.first()).map(|c| c.head.number).min();
+    let server = CassetteRpc::start_with(cassette, synthetic).await?;
+    let first = events
+        .iter()
+        .flat_map(|e| {
+            e.proved.iter().map(|c| c.head.number).chain(e.screened.iter().map(|s| s.head.number))
+        })
+        .min();
     let mut report = BaselineReport {
-        method: "eth_simulateV1 per candidate (an eth_call with the victims ahead), warm fork",
+        screened_method: "eth_simulateV1 per screened route (a typical bot: every route the event affects, no native math), warm fork",
+        method: "eth_simulateV1 per proven candidate (an eth_call with the victims ahead), warm fork",
         ..BaselineReport::default()
     };
     let Some(first) = first else {
         report.head = BaselineKind { kind: "head", ..Default::default() };
         report.pending = BaselineKind { kind: "pending", ..Default::default() };
+        report.screened_head = report.head.clone();
+        report.screened_pending = report.pending.clone();
         return Ok(report);
     };
     let opts = AnvilOptions {
@@ -640,51 +852,84 @@ pub async fn run_baseline(
         .map_err(|e| BenchError::Baseline(format!("anvil: {e}")))?;
     let url = node.http_url().parse().map_err(|_| BenchError::Baseline("anvil's url".into()))?;
     let provider = ProviderBuilder::new().connect_http(url).erased();
-    let mut per_event: HashMap<EventKind, Samples> = HashMap::new();
-    for (event, cands) in events {
-        let Some(c0) = cands.first() else { continue };
-        for c in cands {
-            for t in &c.leading {
-                // As the engine's simulation: an ample balance and the victim's nonce.
-                server.assume_account(t.inner.signer(), U256::MAX >> 8, t.nonce());
+    let mut fork = Fork { server: &server, provider, at: None };
+    let mut proved: HashMap<EventKind, Samples> = HashMap::new();
+    let mut screened: HashMap<EventKind, Samples> = HashMap::new();
+    for e in events {
+        let victims = e.proved.iter().flat_map(|c| &c.leading);
+        for t in victims.chain(e.screened.iter().flat_map(|s| &s.leading)) {
+            // As the engine's simulation: an ample balance and the victim's nonce.
+            server.assume_account(t.inner.signer(), U256::MAX >> 8, t.nonce());
+        }
+        let sign_ns = e.screened.iter().map(|s| s.sign_ns).sum::<u64>();
+        // Per screened route (a typical bot). Each evaluation runs on its own head's state.
+        let misses = server.misses();
+        let mut timed = Vec::new();
+        for s in &e.screened {
+            fork.at(s.head.number).await?;
+            report.screened_unencodable += s.unencodable as u64;
+            for r in &s.routes {
+                let spec = CallSpec {
+                    from: s.from,
+                    to: s.to,
+                    input: &r.input,
+                    gas: s.gas_limit,
+                    max_fee: s.max_fee_per_gas,
+                    priority: s.max_priority_fee_per_gas,
+                };
+                let (cold_ns, warm_ns, got) = fork.call(&payload(&s.leading, &s.next, &spec)).await;
+                timed.push((cold_ns, warm_ns));
+                report.screened_routes += 1;
+                report.screened_profitable += u64::from(r.profitable);
+                let (theirs, error) = match got {
+                    Ok(t) => (Some(t), None),
+                    Err(err) => {
+                        report.screened_errors += 1;
+                        (None, Some(err))
+                    }
+                };
+                report.screened_calls.push(ScreenedCall {
+                    event: e.event,
+                    kind: s.kind.as_str(),
+                    block: s.head.number,
+                    route: r.route,
+                    profitable: r.profitable,
+                    cold_ns,
+                    warm_ns,
+                    theirs,
+                    error,
+                });
             }
         }
-        let (mut cold_sum, mut warm_sum) = (0u64, 0u64);
-        let entry = per_event.entry(c0.kind).or_default();
-        // Candidates of one event normally share a head; a deferred backrun retried when its
-        // state landed may carry an earlier one. Each runs on its own head's state.
-        let mut forked = None;
-        for c in cands {
-            if forked != Some(c.head.number) {
-                let n = c.head.number;
-                let forking = Forking { json_rpc_url: Some(server.url()), block_number: Some(n) };
-                provider
-                    .anvil_reset(Some(forking))
-                    .await
-                    .map_err(|e| BenchError::Baseline(format!("anvil_reset to {n}: {e}")))?;
-                forked = Some(n);
-            }
-            let payload = payload(c);
-            let t = Instant::now();
-            let cold = simulate(&provider, &payload).await;
-            let cold_ns = t.elapsed().as_nanos() as u64;
-            let t = Instant::now();
-            let warm = simulate(&provider, &payload).await;
-            let warm_ns = t.elapsed().as_nanos() as u64;
-            cold_sum += cold_ns;
-            warm_sum += warm_ns;
-            entry.calls.push(warm_ns);
+        report.screened_misses += server.misses() - misses;
+        if let Some(s) = e.screened.first() {
+            screened.entry(s.kind).or_default().event(&timed, sign_ns);
+        }
+        // Per proven candidate.
+        let mut timed = Vec::new();
+        for c in &e.proved {
+            fork.at(c.head.number).await?;
+            let spec = CallSpec {
+                from: c.from,
+                to: c.to,
+                input: &c.input,
+                gas: c.gas_limit,
+                max_fee: c.max_fee_per_gas,
+                priority: c.max_priority_fee_per_gas,
+            };
+            let (cold_ns, warm_ns, got) = fork.call(&payload(&c.leading, &c.next, &spec)).await;
+            timed.push((cold_ns, warm_ns));
             let (ours, ours_detail) = match &c.outcome {
                 TapOutcome::Simulated { success, gas_used } => (Some((*success, *gas_used)), None),
                 TapOutcome::Cold => (None, Some("cold state".to_owned())),
                 TapOutcome::Failed(e) => (None, Some(e.clone())),
             };
-            let (theirs, error) = match warm.or(cold) {
+            let (theirs, error) = match got {
                 Ok(t) => (Some(t), None),
                 Err(e) => (None, Some(e)),
             };
             report.calls.push(BaselineCall {
-                event: *event,
+                event: e.event,
                 kind: c.kind.as_str(),
                 block: c.head.number,
                 route: c.route,
@@ -697,8 +942,9 @@ pub async fn run_baseline(
                 error,
             });
         }
-        entry.warm.push(warm_sum);
-        entry.cold.push(cold_sum);
+        if let Some(c) = e.proved.first() {
+            proved.entry(c.kind).or_default().event(&timed, sign_ns);
+        }
     }
     drop(node);
     for call in &report.calls {
@@ -725,36 +971,91 @@ pub async fn run_baseline(
             report.problems.push(p);
         }
     }
+    for c in &report.screened_calls {
+        if let Some(err) = &c.error
+            && report.problems.len() < SAMPLES
+        {
+            report
+                .problems
+                .push(format!("screened event {} route {}: RPC error: {err}", c.event, c.route));
+        }
+    }
     report.server_requests = server.requests();
     report.server_misses = server.misses();
     report.assumed_answers = server.assumed_answers();
+    report.zero_answers = server.zero_answers();
     report.miss_samples = server.miss_samples();
-    let kind = |k: EventKind| {
-        let Samples { warm, cold, calls } = per_event.get(&k).cloned().unwrap_or_default();
-        let (p50, p99) = ours(k);
-        let per_event = percentiles(&warm);
-        let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
-        BaselineKind {
-            kind: k.as_str(),
-            events: warm.len() as u64,
-            per_event,
-            per_event_cold: percentiles(&cold),
-            per_call: percentiles(&calls),
-            ours_p50_ns: p50,
-            ours_p99_ns: p99,
-            speedup_p50: ratio(per_event.p50, p50),
-            speedup_p99: ratio(per_event.p99, p99),
-        }
+    let kind = |m: &HashMap<EventKind, Samples>, k: EventKind| {
+        m.get(&k).cloned().unwrap_or_default().report(k, ours(k))
     };
-    report.head = kind(EventKind::Head);
-    report.pending = kind(EventKind::Pending);
+    report.head = kind(&proved, EventKind::Head);
+    report.pending = kind(&proved, EventKind::Pending);
+    report.screened_head = kind(&screened, EventKind::Head);
+    report.screened_pending = kind(&screened, EventKind::Pending);
     Ok(report)
+}
+
+/// The per-kind table of one baseline.
+fn kind_table(f: &mut std::fmt::Formatter<'_>, kinds: [&BaselineKind; 2]) -> std::fmt::Result {
+    let us = |ns: u64| ns as f64 / 1e3;
+    writeln!(
+        f,
+        "{:<8} {:>7} {:>7} {:>14} {:>14} {:>16} {:>14} {:>14} {:>10} {:>10}",
+        "kind",
+        "events",
+        "calls",
+        "rpc/event p50",
+        "rpc/event p99",
+        "cold/event p50",
+        "ours e2e p50",
+        "ours e2e p99",
+        "× p50",
+        "× p99"
+    )?;
+    for k in kinds {
+        writeln!(
+            f,
+            "{:<8} {:>7} {:>7} {:>12.1}µs {:>12.1}µs {:>14.1}µs {:>12.1}µs {:>12.1}µs {:>9.1}× {:>9.1}×",
+            k.kind,
+            k.events,
+            k.calls,
+            us(k.per_event.p50),
+            us(k.per_event.p99),
+            us(k.per_event_cold.p50),
+            us(k.ours_p50_ns),
+            us(k.ours_p99_ns),
+            k.speedup_p50,
+            k.speedup_p99
+        )?;
+    }
+    Ok(())
 }
 
 impl std::fmt::Display for BaselineReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let us = |ns: u64| ns as f64 / 1e3;
-        writeln!(f, "\nbaseline: {}", self.method)?;
+        writeln!(
+            f,
+            "\nbaseline per screened route (a typical bot): {}; an event costs its calls plus our signing time",
+            self.screened_method
+        )?;
+        writeln!(
+            f,
+            "{} screened routes called ({} sized profitable, the rest at their minimum amount), {} RPC errors, {} cassette misses, {} not encodable",
+            self.screened_routes,
+            self.screened_profitable,
+            self.screened_errors,
+            self.screened_misses,
+            self.screened_unencodable
+        )?;
+        if self.zero_answers > 0 {
+            writeln!(
+                f,
+                "synthetic pools: {} keys never recorded answered as zero, as the bench's state source answers the engine",
+                self.zero_answers
+            )?;
+        }
+        kind_table(f, [&self.screened_head, &self.screened_pending])?;
+        writeln!(f, "\nbaseline per proven candidate: {}", self.method)?;
         writeln!(
             f,
             "{} candidates: {} agree (status, gas), {} disagree, {} RPC errors, {} not simulated in process; cassette server {} requests, {} misses, {} assumed victim accounts",
@@ -767,34 +1068,7 @@ impl std::fmt::Display for BaselineReport {
             self.server_misses,
             self.assumed_answers
         )?;
-        writeln!(
-            f,
-            "{:<8} {:>7} {:>14} {:>14} {:>16} {:>14} {:>14} {:>10} {:>10}",
-            "kind",
-            "events",
-            "rpc/event p50",
-            "rpc/event p99",
-            "cold/event p50",
-            "ours e2e p50",
-            "ours e2e p99",
-            "× p50",
-            "× p99"
-        )?;
-        for k in [&self.head, &self.pending] {
-            writeln!(
-                f,
-                "{:<8} {:>7} {:>12.1}µs {:>12.1}µs {:>14.1}µs {:>12.1}µs {:>12.1}µs {:>9.1}× {:>9.1}×",
-                k.kind,
-                k.events,
-                us(k.per_event.p50),
-                us(k.per_event.p99),
-                us(k.per_event_cold.p50),
-                us(k.ours_p50_ns),
-                us(k.ours_p99_ns),
-                k.speedup_p50,
-                k.speedup_p99
-            )?;
-        }
+        kind_table(f, [&self.head, &self.pending])?;
         for m in &self.miss_samples {
             writeln!(f, "  miss: {m}")?;
         }
@@ -864,6 +1138,8 @@ mod tests {
             samples: Mutex::new(Vec::new()),
             assumed: Mutex::new(HashMap::new()),
             assumed_answers: AtomicU64::new(0),
+            synthetic: None,
+            zero_answers: AtomicU64::new(0),
         }
     }
 
@@ -916,6 +1192,23 @@ mod tests {
         );
         assert_eq!(batch[1]["id"], 2);
         assert_eq!(batch[1]["result"], "0xc");
+    }
+
+    #[test]
+    fn synthetic_pools_are_answered_as_their_original_at_the_pin() {
+        let mut s = shared();
+        let (pool, copy) = (Address::repeat_byte(0xaa), Address::repeat_byte(0xbb));
+        s.synthetic = Some(Synthetic { map: HashMap::from([(copy, pool)]), pin: 10 });
+        let slot = |a: Address, n: &str| ask(&s, "eth_getStorageAt", json!([a, "0x3", n]));
+        // The copy holds the original's value at the pin, whatever block is asked.
+        assert_eq!(slot(copy, "0xc")["result"], format!("{:#066x}", 100));
+        assert_eq!(slot(pool, "0xc")["result"], format!("{:#066x}", 120));
+        assert_eq!(ask(&s, "eth_getCode", json!([copy, "0xc"]))["result"], "0x6000");
+        // A key never recorded reads as zero, counted (the bench's state source does the same).
+        let never = ask(&s, "eth_getStorageAt", json!([pool, "0x4", "0xc"]));
+        assert_eq!(never["result"], format!("{:#066x}", 0));
+        assert_eq!(s.zero_answers.load(Ordering::Relaxed), 1);
+        assert_eq!(s.misses.load(Ordering::Relaxed), 0);
     }
 
     #[test]

@@ -6,7 +6,11 @@
 
 use std::fmt::Write as _;
 
-use super::{BenchReport, KindReport, SweepReport, baseline::BaselineReport, e2e};
+use super::{
+    BenchReport, KindReport, SweepReport,
+    baseline::{BaselineKind, BaselineReport},
+    e2e,
+};
 
 const W: f64 = 720.0;
 const LABEL: f64 = 110.0;
@@ -194,19 +198,22 @@ fn report_body(r: &BenchReport, histograms: bool) -> String {
     b
 }
 
-/// Ours (end to end) against the baseline (RPC per event), p50 and p99, log scale.
+/// Ours (end to end) against both baselines (RPC per event), p50 and p99, log scale.
 fn baseline_svg(b: &BaselineReport) -> String {
-    let rows: Vec<(String, u64, &str)> = [&b.head, &b.pending]
-        .iter()
-        .flat_map(|k| {
-            [
-                (format!("{} ours p50", k.kind), k.ours_p50_ns, "#2b8a3e"),
-                (format!("{} eth_call p50", k.kind), k.per_event.p50, "#c92a2a"),
-                (format!("{} ours p99", k.kind), k.ours_p99_ns, "#2b8a3e"),
-                (format!("{} eth_call p99", k.kind), k.per_event.p99, "#c92a2a"),
-            ]
-        })
-        .collect();
+    let rows: Vec<(String, u64, &str)> =
+        [(&b.screened_head, &b.head), (&b.screened_pending, &b.pending)]
+            .iter()
+            .flat_map(|(s, k)| {
+                [
+                    (format!("{} ours p50", k.kind), k.ours_p50_ns, "#2b8a3e"),
+                    (format!("{} eth_call/route p50", k.kind), s.per_event.p50, "#c92a2a"),
+                    (format!("{} eth_call/cand. p50", k.kind), k.per_event.p50, "#e8590c"),
+                    (format!("{} ours p99", k.kind), k.ours_p99_ns, "#2b8a3e"),
+                    (format!("{} eth_call/route p99", k.kind), s.per_event.p99, "#c92a2a"),
+                    (format!("{} eth_call/cand. p99", k.kind), k.per_event.p99, "#e8590c"),
+                ]
+            })
+            .collect();
     let top = rows.iter().map(|r| r.1).max().unwrap_or(1_000).max(1_000) as f64 * 1.5;
     let h = rows.len() as f64 * ROW + 30.0;
     let mut s = svg_open(W, h);
@@ -229,24 +236,18 @@ fn baseline_svg(b: &BaselineReport) -> String {
     s
 }
 
-fn baseline_section(b: &BaselineReport) -> String {
-    let mut t = format!(
-        "<h2>Baseline: eth_call to anvil on loopback</h2><p>{}. {} candidates: {} agree on status and gas, {} disagree, {} RPC errors, {} not simulated in process; the cassette server answered {} requests, missed {}.</p><table><tr><th>kind</th><th>events</th><th>RPC per event p50 µs</th><th>p99 µs</th><th>cold p50 µs</th><th>ours e2e p50 µs</th><th>p99 µs</th><th>× p50</th><th>× p99</th></tr>",
-        esc(b.method),
-        b.candidates,
-        b.agree,
-        b.disagree,
-        b.errors,
-        b.not_simulated,
-        b.server_requests,
-        b.server_misses
+/// One baseline's per-kind table.
+fn baseline_table(kinds: [&BaselineKind; 2]) -> String {
+    let mut t = String::from(
+        "<table><tr><th>kind</th><th>events</th><th>calls</th><th>RPC per event p50 µs</th><th>p99 µs</th><th>cold p50 µs</th><th>ours e2e p50 µs</th><th>p99 µs</th><th>× p50</th><th>× p99</th></tr>",
     );
-    for k in [&b.head, &b.pending] {
+    for k in kinds {
         let _ = write!(
             t,
-            "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{:.1}</td></tr>",
             k.kind,
             k.events,
+            k.calls,
             k.per_event.p50 as f64 / 1e3,
             k.per_event.p99 as f64 / 1e3,
             k.per_event_cold.p50 as f64 / 1e3,
@@ -257,6 +258,28 @@ fn baseline_section(b: &BaselineReport) -> String {
         );
     }
     t.push_str("</table>");
+    t
+}
+
+fn baseline_section(b: &BaselineReport) -> String {
+    let mut t = format!(
+        "<h2>Baseline: eth_call to anvil on loopback</h2><p>An event's baseline costs its calls, one after another, plus our own signing time for the event.</p><h3>Per screened route (a typical bot)</h3><p>{}. {} screened routes called ({} sized profitable, the rest at their minimum amount), {} RPC errors, {} cassette misses.</p>{}<h3>Per proven candidate</h3><p>{}. {} candidates: {} agree on status and gas, {} disagree, {} RPC errors, {} not simulated in process; the cassette server answered {} requests, missed {}.</p>{}",
+        esc(b.screened_method),
+        b.screened_routes,
+        b.screened_profitable,
+        b.screened_errors,
+        b.screened_misses,
+        baseline_table([&b.screened_head, &b.screened_pending]),
+        esc(b.method),
+        b.candidates,
+        b.agree,
+        b.disagree,
+        b.errors,
+        b.not_simulated,
+        b.server_requests,
+        b.server_misses,
+        baseline_table([&b.head, &b.pending])
+    );
     for m in b.miss_samples.iter().chain(&b.problems) {
         let _ = write!(t, "<p><code>{}</code></p>", esc(m));
     }

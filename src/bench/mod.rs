@@ -46,7 +46,7 @@ use crate::{
     telemetry::{EventKind, Percentiles, SharedHistograms, Stage, StageHistograms},
 };
 
-pub use baseline::{BaselineReport, CassetteRpc, run_baseline};
+pub use baseline::{BaselineReport, CassetteRpc, EventTap, Synthetic, run_baseline};
 pub use html::render_html;
 pub use synth::{SynthSource, add_synthetic_pools};
 
@@ -63,6 +63,9 @@ pub const STAGES: [Stage; 8] = [
     Stage::Sign,
     Stage::EndToEnd,
 ];
+/// The most synthetic pools a run evaluates the eth_call baselines with (a call per screened
+/// route grows with the pools: about 0.6 routes per pool per head).
+pub const BASELINE_MAX_POOLS: usize = 200;
 /// The pool counts `--sweep` runs.
 pub const SWEEP: [usize; 3] = [100, 1_000, 10_000];
 /// The pending-transaction rates (per second) `--sweep` runs.
@@ -94,8 +97,8 @@ pub struct BenchOptions {
     pub chain: Option<String>,
     /// Synthetic pools to add (0: none).
     pub pools: usize,
-    /// Evaluate every proven candidate again over RPC on anvil (the eth_call baseline); only
-    /// without synthetic pools (their state is not in the cassette).
+    /// Evaluate every screened route and proven candidate again over RPC on anvil (the eth_call
+    /// baselines); only up to [`BASELINE_MAX_POOLS`] synthetic pools.
     pub baseline: bool,
     /// Pace pending transactions at this rate instead of lockstep (see [`Pacing`]).
     pub rate: Option<f64>,
@@ -196,6 +199,8 @@ pub struct EngineCounts {
     pub refused: u64,
     /// Candidates skipped for cold state.
     pub cold_skips: u64,
+    /// Full state re-reads the engine applied during the replay.
+    pub full_reads: u64,
 }
 
 /// What one bench run measured.
@@ -300,8 +305,8 @@ impl std::fmt::Display for BenchReport {
         let c = &self.counts;
         writeln!(
             f,
-            "engine: {} heads, {} pending, {} simulated, {} signed, {} refused, {} cold skips",
-            c.heads, c.pending, c.simulated, c.approved, c.refused, c.cold_skips
+            "engine: {} heads, {} pending, {} simulated, {} signed, {} refused, {} cold skips, {} full re-reads",
+            c.heads, c.pending, c.simulated, c.approved, c.refused, c.cold_skips, c.full_reads
         )?;
         for k in [&self.head, &self.pending] {
             writeln!(f, "\n{} events: {}   (µs)", k.kind, k.events)?;
@@ -649,6 +654,7 @@ pub async fn run_cassette(
     let operator = operator_of(&meta.note).or(manifest_operator).unwrap_or(Address::ZERO);
     let source = cassette.source();
     let synth = add_synthetic_pools(&mut chain, o.pools).map_err(BenchError::Synth)?;
+    let synth_map = synth.clone();
     let history = cassette
         .answers
         .iter()
@@ -688,12 +694,15 @@ pub async fn run_cassette(
     let counters = Arc::new(IngestCounters::default());
     let _ = run.stats.ingest.set(counters.clone());
     let routes = run.routes;
-    // The baseline needs every candidate the engine proves, per event.
-    let baseline = o.baseline && o.pools == 0;
+    // The baselines need every route the engine screens and every candidate it proves, per
+    // event.
+    let baseline = o.baseline && o.pools <= BASELINE_MAX_POOLS;
     let tap = if baseline {
         let (t, r) = crossbeam_channel::unbounded();
         let _ = run.stats.tap.set(t);
-        Some(r)
+        let (st, sr) = crossbeam_channel::unbounded();
+        let _ = run.stats.screen_tap.set(st);
+        Some((r, sr))
     } else {
         None
     };
@@ -753,7 +762,10 @@ pub async fn run_cassette(
             let e2e = hist.percentiles(k, Stage::EndToEnd);
             (e2e.p50, e2e.p99)
         };
-        Some(run_baseline(cassette, &candidates, ours).await?)
+        // The copies' own state is the one their originals had at the warm-up block.
+        let synthetic =
+            (o.pools > 0).then(|| Synthetic { map: synth_map.clone(), pin: warm_head.number });
+        Some(run_baseline(cassette, &candidates, synthetic, ours).await?)
     } else {
         None
     };
@@ -766,6 +778,7 @@ pub async fn run_cassette(
         approved: read(&stats.approved),
         refused: read(&stats.refused),
         cold_skips: read(&stats.cold_skips),
+        full_reads: read(&stats.full_reads),
     };
     let pacing = pacing.map(|p| Pacing { examined: counts.pending, signed: counts.approved, ..p });
     Ok(BenchReport {
@@ -796,7 +809,7 @@ struct Driven {
     unsettled: u64,
     elapsed: Duration,
     decode: StageHistograms,
-    candidates: Vec<baseline::EventCandidates>,
+    candidates: Vec<EventTap>,
     pacing: Option<Pacing>,
     /// Events sent by kind (head, pending).
     kinds: [u64; 2],
@@ -810,7 +823,10 @@ struct Driver<Q> {
     lock: Lockstep<Q>,
     chain_id: u64,
     warm_head: u64,
-    tap: Option<crossbeam_channel::Receiver<crate::engine::tap::ProvedCandidate>>,
+    tap: Option<(
+        crossbeam_channel::Receiver<crate::engine::tap::ProvedCandidate>,
+        crossbeam_channel::Receiver<crate::engine::tap::ScreenedEvent>,
+    )>,
     pace: Option<Pacing>,
     budget: Option<Duration>,
 }
@@ -832,6 +848,8 @@ impl<Q: Fn() -> usize> Driver<Q> {
         let (mut burst, mut late, mut paced) = (Duration::ZERO, 0u64, 0u64);
         let mut kinds = [0u64; 2];
         let mut cut_short = false;
+        // The engine primes its hot path on its own thread before taking events.
+        self.lock.wait_ready();
         let began = Instant::now();
         for (i, (t, frame)) in events.iter().zip(frames).enumerate() {
             if self.budget.is_some_and(|b| began.elapsed() > b) {
@@ -921,12 +939,16 @@ impl<Q: Fn() -> usize> Driver<Q> {
         })
     }
 
-    /// The candidates the engine proved for event `i` (once it is settled).
-    fn collect(&self, i: usize, out: &mut Vec<baseline::EventCandidates>) {
-        if let Some(tap) = &self.tap {
-            let got: Vec<_> = tap.try_iter().collect();
-            if !got.is_empty() {
-                out.push((i, got));
+    /// What the engine screened and proved for event `i` (once it is settled).
+    fn collect(&self, i: usize, out: &mut Vec<EventTap>) {
+        if let Some((proved, screened)) = &self.tap {
+            let e = EventTap {
+                event: i,
+                proved: proved.try_iter().collect(),
+                screened: screened.try_iter().collect(),
+            };
+            if !e.proved.is_empty() || !e.screened.is_empty() {
+                out.push(e);
             }
         }
     }
@@ -953,6 +975,15 @@ impl Lockstep<()> {
 }
 
 impl<Q: Fn() -> usize> Lockstep<Q> {
+    /// Waits (at most [`SETTLE`]) until the engine takes events; false on timeout.
+    pub(crate) fn wait_ready(&self) -> bool {
+        let start = Instant::now();
+        while !self.stats.ready.load(Ordering::Acquire) && start.elapsed() < SETTLE {
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        self.stats.ready.load(Ordering::Acquire)
+    }
+
     /// Inputs handled so far (read before sending).
     pub(crate) fn handled(&self) -> u64 {
         self.stats.handled.load(Ordering::Acquire)

@@ -2,7 +2,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, OnceLock},
+    sync::{Arc, Mutex, OnceLock},
 };
 
 use alloy::primitives::{Address, B256, U256, keccak256};
@@ -31,7 +31,13 @@ pub struct SynthSource<S> {
     map: Arc<HashMap<Address, Address>>,
     history: Arc<Vec<B256>>,
     pin: Arc<OnceLock<B256>>,
+    /// Slots answered key by key: the history position answered at and the value, so a later
+    /// block only looks at the blocks recorded since (not the whole history again).
+    slots: Arc<Mutex<SlotMemo>>,
 }
+
+/// Slot → (history position answered at, value).
+type SlotMemo = HashMap<(Address, U256), (usize, U256)>;
 
 impl<S: StateSource> SynthSource<S> {
     /// `map`: synthetic address → the real pool it copies; `history`: the recording's block
@@ -42,6 +48,7 @@ impl<S: StateSource> SynthSource<S> {
             map: Arc::new(map),
             history: Arc::new(history),
             pin: Arc::new(OnceLock::new()),
+            slots: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -78,10 +85,25 @@ impl<S: StateSource> SynthSource<S> {
                 code: with_code.then(Default::default),
             }));
         }
+        // Position of `at` in the history (its blocks back are `blocks`).
+        let pos = blocks.len() - 1;
         for (address, slot) in &req.slots {
-            let one = ReadRequest { accounts: vec![], slots: vec![(*address, *slot)] };
-            let got = self.read_one(&blocks, &one).await.and_then(|s| s.slots.into_iter().next());
-            out.slots.push(got.unwrap_or((*address, *slot, U256::ZERO)));
+            let key = (*address, *slot);
+            let known = self.slots.lock().ok().and_then(|m| m.get(&key).copied());
+            // A key answered at an earlier position needs only the blocks recorded since.
+            let (scan, fallback) = match known {
+                Some((p, v)) if p <= pos && self.history.get(pos) == Some(&at) => {
+                    (&blocks[..pos - p], v)
+                }
+                _ => (&blocks[..], U256::ZERO),
+            };
+            let one = ReadRequest { accounts: vec![], slots: vec![key] };
+            let got = self.read_one(scan, &one).await.and_then(|s| s.slots.into_iter().next());
+            let value = got.map_or(fallback, |g| g.2);
+            if let Ok(mut m) = self.slots.lock() {
+                m.insert(key, (pos, value));
+            }
+            out.slots.push((*address, *slot, value));
         }
         out
     }

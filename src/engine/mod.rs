@@ -161,8 +161,15 @@ pub struct EngineStats {
     pub ingest: std::sync::OnceLock<Arc<crate::ingest::IngestCounters>>,
     /// Inputs the loop has finished handling (every kind; a replay paces itself on it).
     pub handled: AtomicU64,
+    /// Full state re-reads applied (divergence, refused update, deep reorg).
+    pub full_reads: AtomicU64,
+    /// Set once the engine thread has primed its hot path and takes events.
+    pub ready: AtomicBool,
     /// Where every proven candidate is copied when set (the bench's eth_call baseline).
     pub tap: std::sync::OnceLock<Sender<tap::ProvedCandidate>>,
+    /// Where every event's screened routes are copied when set (the bench's per-route
+    /// baseline: what a typical bot evaluates by `eth_call`).
+    pub screen_tap: std::sync::OnceLock<Sender<tap::ScreenedEvent>>,
 }
 
 /// Everything the engine needs for one chain.
@@ -232,7 +239,14 @@ pub struct Engine {
     positions: Vec<position::HeldPosition>,
     /// Cross-chain legs and the coordinator link.
     x: xleg::XState,
+    /// The routes sized for the current event, while the screen tap is set.
+    screened: Vec<Screened>,
+    /// Transactions signed for the current event and the time spent signing them, ns.
+    event_sign: (u32, u64),
 }
+
+/// A route sized for an event (for the screen tap): route, amount, funding, profitable.
+type Screened = (usize, U256, sim::FlashPlan, bool);
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -337,6 +351,8 @@ impl Engine {
             standing: Vec::new(),
             positions: Vec::new(),
             x: xleg::XState::default(),
+            screened: Vec::new(),
+            event_sign: (0, 0),
             p,
         })
     }
@@ -364,6 +380,11 @@ impl Engine {
     /// Runs the loop on the current thread until [`Control::Stop`] or every input closes. Heads
     /// and control are drained before pending transactions.
     pub fn run(mut self, blocks: &Receiver<Input>, pending: &Receiver<crate::ingest::Event>) {
+        let primed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.prime()));
+        if primed.is_err() {
+            warn!(chain = %self.p.chain.name, "engine: priming the hot path panicked; skipped");
+        }
+        self.stats.ready.store(true, Ordering::Release);
         let mut pending_open = true;
         loop {
             let input = match blocks.try_recv() {
@@ -402,6 +423,52 @@ impl Engine {
 
     fn tick(&mut self) {
         self.hist_publish(false);
+    }
+
+    /// Runs the hot path once on this thread before the first event, with no effect on the
+    /// book: a few venues decoded, routes sized, candidates simulated and signed, all discarded.
+    /// The first event then finds the code paths, this thread's allocator pages and the caches
+    /// warm instead of paying for them (several milliseconds on a VM whose memory the host
+    /// backs lazily). Bounded: [`PRIME_VENUES`] venues, [`PRIME_ROUTES`] routes, at most
+    /// `prove_top` simulations.
+    fn prime(&mut self) {
+        let Some(next) = self.next_block() else { return };
+        let fee = self.fees.quote_for_base_fee(u128::from(next.base_fee), None).ok();
+        let candidates = self.stats.candidates.load(Ordering::Relaxed);
+        let mut bs = self.sim.block_unchecked(&self.cache, &next);
+        let venues = (0..self.market.venues.len()).filter(|i| self.market.decoded[*i]);
+        for i in venues.take(PRIME_VENUES) {
+            let _ = self.market.decode(&mut bs, i, self.p.operator);
+        }
+        let routes: Vec<usize> = (0..self.market.routes.len().min(PRIME_ROUTES)).collect();
+        let picks =
+            self.size_routes(&routes, &next, &self.market.pools, &self.cache, &self.sim, None);
+        self.stats.candidates.store(candidates, Ordering::Relaxed);
+        let Some(fee) = fee else { return };
+        for pick in picks {
+            let entry = &self.market.routes[pick.route];
+            let Some(call) = self.route_call(entry, pick.amount_in, pick.flash, &next) else {
+                continue;
+            };
+            let plan = plan_of(self.p.executor, &call);
+            let Some((tx, sim_tx)) = self.probe(call, &plan, &fee) else { continue };
+            if let Ok(outcome) = bs.simulate(&sim_tx) {
+                let _ = check_containment(&plan, &outcome);
+            }
+            if let Some(signer) = &self.p.signer {
+                // Signed, never sent (nor kept).
+                let _ = signer.sign_eip1559(&TxParams {
+                    chain_id: tx.chain_id,
+                    nonce: tx.nonce,
+                    to: self.p.executor,
+                    input: tx.input.clone(),
+                    gas_limit: tx.gas_limit,
+                    max_fee_per_gas: tx.max_fee_per_gas,
+                    max_priority_fee_per_gas: tx.max_priority_fee_per_gas,
+                    value: U256::ZERO,
+                });
+            }
+        }
     }
 
     fn hist_publish(&mut self, force: bool) {
@@ -470,13 +537,21 @@ impl Engine {
     fn on_block(&mut self, msg: BlockMsg) {
         let t0 = msg.received_at;
         let ts = Instant::now();
+        // Frame received → here: the feeder's state read and the hand-offs between threads.
+        let fed_ns = ts.saturating_duration_since(t0).as_nanos() as u64;
         let update = msg.update;
         let supplement = self.cache.head().is_some_and(|h| h.hash == update.head.hash);
-        if let Err(e) = self.cache.apply(&update) {
-            warn!(chain = %self.p.chain.name, error = %e, "state update refused: trading paused");
-            self.stats.fresh.store(false, Ordering::Relaxed);
-            let _ = self.feeder.send(FeederCmd::Full);
-            return;
+        let applied = match self.cache.apply(&update) {
+            Ok(a) => a,
+            Err(e) => {
+                warn!(chain = %self.p.chain.name, error = %e, "state update refused: trading paused");
+                self.stats.fresh.store(false, Ordering::Relaxed);
+                let _ = self.feeder.send(FeederCmd::Full);
+                return;
+            }
+        };
+        if update.full {
+            self.stats.full_reads.fetch_add(1, Ordering::Relaxed);
         }
         if !self.cache.is_fresh() {
             // Divergence: ask for a full read; nothing trades until it lands.
@@ -496,31 +571,36 @@ impl Engine {
         let head = update.head;
         let Some(next) = self.next_block() else { return };
         // Venues whose state the covered blocks touched (found from the touched addresses, not
-        // by scanning every venue), and any not decoded yet.
-        let changed: Vec<usize> = if update.full {
-            (0..self.market.venues.len()).collect()
-        } else {
-            let mut changed = self.market.venues_touched(&update.touched);
-            if self.market.decoded.contains(&false) {
-                changed.extend((0..self.market.venues.len()).filter(|i| !self.market.decoded[*i]));
-                changed.sort_unstable();
-                changed.dedup();
-            }
-            changed
-        };
+        // by scanning every venue), and any not decoded yet. A full read names the addresses
+        // whose values it changed: only their venues are decoded and screened again (with
+        // thousands of venues, re-decoding them all would cost as much as the whole market,
+        // every time the cache is re-read).
+        let touched = if update.full { &applied.changed } else { &update.touched };
+        let mut changed = self.market.venues_touched(touched);
+        if self.market.decoded.contains(&false) {
+            changed.extend((0..self.market.venues.len()).filter(|i| !self.market.decoded[*i]));
+            changed.sort_unstable();
+            changed.dedup();
+        }
         let moved = self.decode(&changed, &next);
-        // A full read re-decodes every venue: after the first head, only the venues whose state
-        // it changed are screened again (with thousands of venues, screening them all would
-        // cost as much as the whole market, every time the cache is re-read).
-        let changed = if update.full && self.stats.heads.load(Ordering::Relaxed) > 0 {
-            moved
-        } else {
-            changed
-        };
+        let changed = if update.full { moved } else { changed };
         if !supplement && update.blocks > 0 {
             self.track_deviation(&head);
         }
-        self.hist.record(EventKind::Head, Stage::StateApply, ts.elapsed().as_nanos() as u64);
+        let apply_ns = ts.elapsed().as_nanos() as u64;
+        self.hist.record(EventKind::Head, Stage::StateApply, apply_ns);
+        debug!(
+            block = head.number,
+            full = update.full,
+            supplement,
+            accounts = update.accounts.len(),
+            slots = update.slots.len(),
+            written = applied.written,
+            venues = changed.len(),
+            fed_ns,
+            apply_ns,
+            "state applied"
+        );
         if self.cache.is_fresh() && !supplement {
             self.trade_head(&head, &next, &changed, t0);
             self.manage_positions(&head, &next);
@@ -656,7 +736,15 @@ impl Engine {
         routes.dedup();
         self.hist.record(EventKind::Head, Stage::Screen, ts.elapsed().as_nanos() as u64);
         let ts = Instant::now();
-        let picks = self.size_routes(&routes, next, &self.market.pools, &self.cache, &self.sim);
+        let mut screened = self.screen_buffer();
+        let picks = self.size_routes(
+            &routes,
+            next,
+            &self.market.pools,
+            &self.cache,
+            &self.sim,
+            screened.as_mut(),
+        );
         self.standing = picks.iter().map(|p| p.route).collect();
         debug!(
             block = head.number,
@@ -676,10 +764,127 @@ impl Engine {
                 .map_or(0.0, |t| t.usd(p.native_profit))
         };
         all.sort_by(|a, b| usd(b).total_cmp(&usd(a)));
-        if all.is_empty() {
-            return;
+        self.event_sign = (0, 0);
+        if !all.is_empty() {
+            self.prove_and_submit(head, next, all, &[], EventKind::Head, t0);
         }
-        self.prove_and_submit(head, next, all, &[], EventKind::Head, t0);
+        if let Some(s) = screened {
+            self.send_screened(EventKind::Head, head, next, &[], s);
+        }
+    }
+
+    /// An empty buffer for the routes sized for an event, when the screen tap is set.
+    fn screen_buffer(&mut self) -> Option<Vec<Screened>> {
+        self.stats.screen_tap.get().is_some().then(|| {
+            let mut v = std::mem::take(&mut self.screened);
+            v.clear();
+            v
+        })
+    }
+
+    /// The executor route of `entry` at `amount_in` funded by `flash`, encoded on the market's
+    /// current pool states (no on-chain minimum profit yet).
+    fn route_call(
+        &self,
+        entry: &RouteEntry,
+        amount_in: U256,
+        flash: sim::FlashPlan,
+        next: &NextBlock,
+    ) -> Option<crate::contracts::Executor::Route> {
+        let params = RouteParams {
+            amount_in,
+            flash,
+            min_profit: U256::ZERO,
+            max_slippage_bps: self.p.risk.max_slippage_bps,
+            deadline_block: next.number,
+            coinbase_tip: U256::ZERO,
+        };
+        let ctx = QuoteCtx { timestamp: next.timestamp };
+        let (pools, addresses, local) = self.market.local_tables(&entry.route)?;
+        build_route(&pools, &addresses, &local, &params, &ctx).ok()
+    }
+
+    /// The probe transaction of `call` (at the next nonce, [`PROBE_GAS`]) and what to measure
+    /// around it: the executor and the flash source, in the plan's tokens.
+    fn probe(
+        &self,
+        call: crate::contracts::Executor::Route,
+        plan: &sim::RoutePlan,
+        fee: &crate::exec::FeeQuote,
+    ) -> Option<(alloy::consensus::TxEip1559, SimTx)> {
+        let tx = sim::route_tx(
+            self.p.chain.chain_id,
+            self.nonce.peek_next(),
+            self.p.executor,
+            call,
+            PROBE_GAS,
+            fee.max_fee_per_gas,
+            fee.max_priority_fee_per_gas,
+        );
+        let env = sim::tx_env(&tx, self.p.operator).ok()?;
+        let mut holders = vec![self.p.executor];
+        holders.extend(plan.flash_source);
+        let sim_tx = SimTx {
+            tx: env,
+            tokens: plan.tokens.clone(),
+            holders,
+            watch_calls_to: self.p.executor,
+        };
+        Some((tx, sim_tx))
+    }
+
+    /// Sends the routes sized for an event to the screen tap as executor calls (after the
+    /// event's latency was recorded: never timed), and keeps the buffer.
+    fn send_screened(
+        &mut self,
+        kind: EventKind,
+        head: &BlockRef,
+        next: &NextBlock,
+        leading: &[(alloy::rpc::types::Transaction, Bytes)],
+        mut screened: Vec<Screened>,
+    ) {
+        if let (Some(t), Ok(fee)) = (
+            self.stats.screen_tap.get(),
+            self.fees.quote_for_base_fee(u128::from(next.base_fee), None),
+        ) {
+            let mut routes = Vec::with_capacity(screened.len());
+            let mut unencodable = 0;
+            for &(route, amount_in, flash, profitable) in &screened {
+                let entry = &self.market.routes[route];
+                let Some(call) = self.route_call(entry, amount_in, flash, next) else {
+                    unencodable += 1;
+                    continue;
+                };
+                let input = sim::route_tx(
+                    self.p.chain.chain_id,
+                    0,
+                    self.p.executor,
+                    call,
+                    PROBE_GAS,
+                    fee.max_fee_per_gas,
+                    fee.max_priority_fee_per_gas,
+                )
+                .input;
+                routes.push(tap::ScreenedRoute { route, amount_in, profitable, input });
+            }
+            let _ = t.send(tap::ScreenedEvent {
+                kind,
+                head: *head,
+                next: *next,
+                from: self.p.operator,
+                to: self.p.executor,
+                gas_limit: PROBE_GAS,
+                max_fee_per_gas: fee.max_fee_per_gas,
+                max_priority_fee_per_gas: fee.max_priority_fee_per_gas,
+                leading: leading.iter().map(|(t, _)| t.clone()).collect(),
+                routes,
+                unencodable,
+                signed: self.event_sign.0,
+                sign_ns: self.event_sign.1,
+            });
+        }
+        screened.clear();
+        self.screened = screened;
     }
 
     /// Sizes `routes` on `pools` (inventory read from `cache`); returns the profitable ones, best
@@ -691,6 +896,7 @@ impl Engine {
         pools: &[Pool],
         cache: &ForkCache,
         sim: &Simulator,
+        mut screened: Option<&mut Vec<Screened>>,
     ) -> Vec<Pick> {
         let ctx = QuoteCtx { timestamp: next.timestamp };
         let book = self.book(next);
@@ -723,8 +929,19 @@ impl Engine {
             let inventory = self.inventory_in(cache, sim, entry.route.token());
             let Some((sized, flash)) = size_route(pools, entry, min_in, max_in, inventory, &ctx)
             else {
+                if let Some(s) = screened.as_deref_mut() {
+                    let flash = if entry.flash.source().is_some() && inventory <= min_in {
+                        entry.flash
+                    } else {
+                        sim::FlashPlan::Inventory
+                    };
+                    s.push((r, min_in, flash, false));
+                }
                 continue;
             };
+            if let Some(s) = screened.as_deref_mut() {
+                s.push((r, sized.amount_in, flash, true));
+            }
             picks.push(Pick {
                 route: r,
                 amount_in: sized.amount_in,
@@ -893,7 +1110,6 @@ impl Engine {
         t0: Instant,
     ) -> Vec<Address> {
         let chain_id = self.p.chain.chain_id;
-        let ctx = QuoteCtx { timestamp: next.timestamp };
         let fee = match self.fees.quote_for_base_fee(u128::from(next.base_fee), None) {
             Ok(f) => f,
             Err(e) => {
@@ -941,42 +1157,15 @@ impl Engine {
                 .entered();
                 let id = self.open_opportunity(head, &pick, Some(&entry));
                 let ts = Instant::now();
-                let params = RouteParams {
-                    amount_in: pick.amount_in,
-                    flash: pick.flash,
-                    min_profit: U256::ZERO,
-                    max_slippage_bps: self.p.risk.max_slippage_bps,
-                    deadline_block: next.number,
-                    coinbase_tip: U256::ZERO,
-                };
                 // The route's own pools only: the table is not copied per event.
-                let Some(Ok(route_arg)) =
-                    self.market.local_tables(&entry.route).map(|(pools, addresses, local)| {
-                        build_route(&pools, &addresses, &local, &params, &ctx)
-                    })
+                let Some(route_arg) = self.route_call(&entry, pick.amount_in, pick.flash, next)
                 else {
                     self.decide(id, Err(("encode".into(), "route could not be encoded".into())));
                     continue;
                 };
                 let plan = plan_of(self.p.executor, &route_arg);
-                let nonce = self.nonce.peek_next();
-                let probe_tx = sim::route_tx(
-                    chain_id,
-                    nonce,
-                    self.p.executor,
-                    route_arg.clone(),
-                    3_000_000,
-                    fee.max_fee_per_gas,
-                    fee.max_priority_fee_per_gas,
-                );
-                let Ok(env) = sim::tx_env(&probe_tx, self.p.operator) else { continue };
-                let mut holders = vec![self.p.executor];
-                holders.extend(plan.flash_source);
-                let sim_tx = SimTx {
-                    tx: env,
-                    tokens: plan.tokens.clone(),
-                    holders,
-                    watch_calls_to: self.p.executor,
+                let Some((probe_tx, sim_tx)) = self.probe(route_arg.clone(), &plan, &fee) else {
+                    continue;
                 };
                 let simulated = bs.simulate(&sim_tx);
                 if let Some(t) = self.stats.tap.get() {
@@ -1098,7 +1287,10 @@ impl Engine {
                     };
                     match signer.sign_eip1559(&params) {
                         Ok(signed) => {
-                            self.hist.record(kind, Stage::Sign, ts.elapsed().as_nanos() as u64);
+                            let sign_ns = ts.elapsed().as_nanos() as u64;
+                            self.hist.record(kind, Stage::Sign, sign_ns);
+                            self.event_sign.0 += 1;
+                            self.event_sign.1 += sign_ns;
                             self.hist.record(kind, Stage::EndToEnd, t0.elapsed().as_nanos() as u64);
                             traded.extend(entry.route.hops().iter().map(|h| h.pool));
                             approved.push((id, pick.route, signed, outcome, cand, sim_profit));
@@ -1366,8 +1558,11 @@ impl Engine {
         // and proven, and is put back after (the table is never copied).
         let before = std::mem::replace(&mut self.market.pools[c.venue], victim_pool);
         self.backrun_context = true;
-        let mut picks = self.size_routes(&routes, c.next, &self.market.pools, cache, sim);
+        let mut screened = self.screen_buffer();
+        let mut picks =
+            self.size_routes(&routes, c.next, &self.market.pools, cache, sim, screened.as_mut());
         self.backrun_context = false;
+        self.event_sign = (0, 0);
         self.hist.record(EventKind::Pending, Stage::Size, ts.elapsed().as_nanos() as u64);
         for pk in &mut picks {
             pk.strategy = StrategyKind::Backrun;
@@ -1386,6 +1581,10 @@ impl Engine {
                 EventKind::Pending,
                 c.t0,
             );
+        }
+        if let Some(s) = screened {
+            // On the victim's state, as the routes were sized.
+            self.send_screened(EventKind::Pending, c.head, c.next, c.leading, s);
         }
         self.market.pools[c.venue] = before;
         touched
@@ -1464,6 +1663,15 @@ fn signed_usd(t: &TokenMeta, v: I256) -> f64 {
 /// costs at most 10⁻⁵ of the profit (5 ppm worst over 300 random routes in the sizing tests) for
 /// about a fifth fewer quotes than the default 24 bits.
 pub const ENGINE_PRECISION_BITS: u32 = 16;
+
+/// Venues [`Engine::prime`] decodes.
+const PRIME_VENUES: usize = 64;
+/// Routes [`Engine::prime`] sizes.
+const PRIME_ROUTES: usize = 256;
+
+/// Gas limit of the probe transaction a candidate is simulated with (the signed one's comes
+/// from the simulation).
+const PROBE_GAS: u64 = 3_000_000;
 
 /// One route's best trade between `min_in` and `max_in` of its token: from the executor's
 /// `inventory` when it holds more than `min_in` (no flash fee), or funded by the route's flash

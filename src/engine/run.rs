@@ -372,6 +372,7 @@ pub fn start<S: StateSource + 'static>(
         });
     }
     let Warmed { refresher, cache, sim, market } = warmed;
+    no_huge_pages();
     let routes = market.routes.len();
     let (in_tx, in_rx) = crossbeam_channel::bounded::<Input>(4_096);
     let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded::<FeederCmd>();
@@ -551,11 +552,16 @@ pub(crate) async fn warm_market<S: StateSource>(
         .then(|| market.token_by_symbol(&strategies.triangle.anchor).map(|t| t.address))
         .flatten();
     market.enumerate_routes(anchor);
-    // Every route's call at a nominal size, so the state it reads is cached.
+    // Every route's call at a nominal size, so the state it reads is cached. In chunks: the
+    // calls of 160,000 routes held at once would double the process's peak memory.
     let ctx = crate::venues::QuoteCtx { timestamp: next.timestamp };
     let addresses: Vec<Address> = market.venues.iter().map(|v| v.address).collect();
     let mut envs = Vec::new();
-    for r in &market.routes {
+    for (k, r) in market.routes.iter().enumerate() {
+        if k > 0 && k % WARM_CHUNK == 0 {
+            sim::warm(refresher, cache, sim, &next, &envs, 32).await.map_err(|e| err(&e))?;
+            envs.clear();
+        }
         let Some(t) = market.token(&r.route.token()) else { continue };
         let params = RouteParams {
             amount_in: t.raw_for_usd(1.0).max(U256::from(1)),
@@ -618,6 +624,20 @@ pub(crate) async fn warm_market<S: StateSource>(
     sim::warm(refresher, cache, sim, &next, &envs, 32).await.map_err(|e| err(&e))?;
     Ok(())
 }
+
+/// Opts the process out of transparent huge pages: the first touch of a huge page zeroes 2 MB
+/// at once, which stalled the engine thread for 5–7 ms per fault on a VM whose memory the host
+/// backs lazily (the bench's multi-millisecond state-apply outliers); with 4 KB pages the same
+/// memory is faulted in small steps. Linux only; a failure is logged and ignored.
+fn no_huge_pages() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
+        tracing::debug!(error = %e, "transparent huge pages left on");
+    }
+}
+
+/// Routes whose warm-up calls are built and run at a time.
+const WARM_CHUNK: usize = 2_048;
 
 fn next_of(cache: &ForkCache, chain: &ChainConfig) -> Result<NextBlock, RunError> {
     let head = cache.head().ok_or_else(|| RunError::State("no head".into()))?;

@@ -53,7 +53,7 @@ pub struct CacheStats {
 }
 
 /// What applying an update did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ApplyOutcome {
     /// Blocks rolled back before applying (0 without a reorg).
     pub rolled_back: u64,
@@ -61,6 +61,9 @@ pub struct ApplyOutcome {
     pub divergences: u64,
     /// Values written.
     pub written: usize,
+    /// For a full read: the addresses with a value that differed from what the cache held
+    /// (sorted, without duplicates); only those were written.
+    pub changed: Vec<Address>,
 }
 
 /// Why an update was refused; the cache is marked stale and keeps its previous head.
@@ -248,13 +251,26 @@ impl ForkCache {
         if update.full {
             self.undo.clear();
             self.hashes.clear();
+            // Only what differs is written: a full re-read of an unchanged chain costs a
+            // comparison per key, and the caller re-decodes only what changed.
+            let mut changed = Vec::new();
             for a in &update.accounts {
-                self.write_account(a, None);
+                if self.account_differs(a) {
+                    self.write_account(a, None);
+                    changed.push(a.address);
+                    out.written += 1;
+                }
             }
             for (a, s, v) in update.slots.iter().chain(&update.samples) {
-                self.write_slot(*a, *s, *v, None);
+                if self.storage(a, s) != Some(*v) {
+                    self.write_slot(*a, *s, *v, None);
+                    changed.push(*a);
+                    out.written += 1;
+                }
             }
-            out.written = update.accounts.len() + update.slots.len();
+            changed.sort_unstable();
+            changed.dedup();
+            out.changed = changed;
             // The base block is the oldest ancestor a later reorg can roll back to.
             self.undo.push_back(BlockUndo { block: update.head, items: Vec::new() });
             self.stale = None;
@@ -292,12 +308,16 @@ impl ForkCache {
                 }
                 None => {}
             }
-            let mut items = Vec::with_capacity(update.accounts.len() + update.slots.len());
+            let mut items = Vec::new();
             for a in &update.accounts {
                 self.write_account(a, Some(&mut items));
             }
+            // Only values that differ are written (and undone on a reorg): a head re-reads every
+            // watched slot of each touched address, most of them unchanged.
             for (a, s, v) in &update.slots {
-                self.write_slot(*a, *s, *v, Some(&mut items));
+                if self.storage(a, s) != Some(*v) {
+                    self.write_slot(*a, *s, *v, Some(&mut items));
+                }
             }
             for (a, s, v) in &update.samples {
                 if self.storage(a, s) != Some(*v) {
@@ -328,6 +348,15 @@ impl ForkCache {
         }
         self.stats.updates += 1;
         Ok(out)
+    }
+
+    /// Whether `read` differs from the account held (or none is held).
+    fn account_differs(&self, read: &AccountRead) -> bool {
+        let Some(held) = self.account(&read.address) else { return true };
+        let code_differs = read.code.as_ref().is_some_and(|raw| {
+            held.code.as_ref().is_none_or(|c| c.original_byte_slice() != &raw[..])
+        });
+        held.balance != read.balance || held.nonce != read.nonce || code_differs
     }
 
     fn write_account(&mut self, read: &AccountRead, undo: Option<&mut Vec<Undo>>) {

@@ -105,6 +105,41 @@ fn samples_that_differ_mark_the_cache_stale_until_a_full_read() {
 }
 
 #[test]
+fn a_full_read_writes_and_reports_only_what_changed() {
+    let (mut c, g) = base();
+    let b11 = block(11, 11, &g);
+    // Slot (1,1) and account 1 as held; slot (2,1) moved; slot (3,1) new.
+    let mut full = slot_update(b11, &[(1, 1, 100), (2, 1, 6), (3, 1, 1)]);
+    full.full = true;
+    full.accounts = vec![AccountRead {
+        address: Address::repeat_byte(1),
+        balance: U256::from(7),
+        nonce: 1,
+        code: Some(Bytes::from_static(&[0x60, 0x00])),
+    }];
+    let out = c.apply(&full).expect("full");
+    assert_eq!(out.changed, vec![Address::repeat_byte(2), Address::repeat_byte(3)]);
+    assert_eq!(out.written, 2);
+    assert_eq!((get(&c, 1, 1), get(&c, 2, 1), get(&c, 3, 1)), (Some(100), Some(6), Some(1)));
+    assert_eq!(c.head().map(|h| h.number), Some(11));
+    // A new balance or code is a change too.
+    let mut full = slot_update(block(12, 12, &b11), &[]);
+    full.full = true;
+    full.accounts = vec![AccountRead {
+        address: Address::repeat_byte(1),
+        balance: U256::from(8),
+        nonce: 1,
+        code: None,
+    }];
+    assert_eq!(c.apply(&full).expect("full").changed, vec![Address::repeat_byte(1)]);
+    assert_eq!(c.account(&Address::repeat_byte(1)).map(|a| a.balance), Some(U256::from(8)));
+    full.accounts[0].code = Some(Bytes::from_static(&[0x60, 0x01]));
+    assert_eq!(c.apply(&full).expect("full").changed, vec![Address::repeat_byte(1)]);
+    full.accounts[0].code = Some(Bytes::from_static(&[0x60, 0x01]));
+    assert!(c.apply(&full).expect("full").changed.is_empty(), "same code, same balance");
+}
+
+#[test]
 fn eviction_drops_idle_unpinned_accounts_and_respects_the_slot_cap() {
     let (mut c, g) = base();
     c.pin(Address::repeat_byte(1));

@@ -184,6 +184,24 @@ fn bench_reports_every_stage_and_the_eth_call_baseline_agrees() {
         assert!(k["per_event"]["p50"].as_u64().unwrap() > 0);
         assert!(k["speedup_p50"].as_f64().unwrap() > 0.0);
     }
+    // The typical bot's baseline: every screened route called once, the profitable ones among
+    // them, none missing from the cassette; at least as many calls as proven candidates, and the
+    // unprofitable routes too.
+    let screened = b["screened_routes"].as_u64().unwrap();
+    assert!(screened >= candidates, "{screened} screened, {candidates} proven:\n{stdout}");
+    assert!(b["screened_profitable"].as_u64().unwrap() < screened, "{stdout}");
+    assert_eq!(b["screened_misses"], 0, "{stdout}");
+    assert_eq!(b["screened_errors"], 0, "{stdout}");
+    assert_eq!(b["screened_calls"].as_array().unwrap().len() as u64, screened);
+    for kind in ["screened_head", "screened_pending"] {
+        let k = &b[kind];
+        assert!(k["events"].as_u64().unwrap() > 0, "{kind}:\n{stdout}");
+        assert!(k["calls"].as_u64().unwrap() >= k["events"].as_u64().unwrap(), "{kind}");
+        assert!(k["speedup_p50"].as_f64().unwrap() > 0.0, "{kind}");
+    }
+    assert!(stdout.contains("baseline per screened route (a typical bot)"), "{stdout}");
+    assert!(stdout.contains("baseline per proven candidate"), "{stdout}");
+    assert!(page.contains("Per screened route (a typical bot)"), "both baselines on the page");
     assert!(page.contains("<svg") && !page.contains("<script"), "self-contained SVG page");
     assert!(page.contains("Baseline: eth_call"), "baseline section");
     assert!(page.contains("head end_to_end") && page.contains("pending sim"), "stage histograms");
