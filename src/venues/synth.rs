@@ -943,8 +943,11 @@ mod tests {
 
     #[test]
     fn burn_matches_the_contract() {
+        // About 36% of burn cases succeed (half the generated states are paused, locked, over a
+        // cap or short of reserves); 30% leaves a margin of over ten standard deviations at
+        // 10,000 cases, so the check fails on a regression, not on the draw.
         let seen = ["ok", "ZeroOutput", "Paused", "Locked", "OverCap", "OverReserves"];
-        mint_or_burn_matches(false).check(35, &seen);
+        mint_or_burn_matches(false).check(30, &seen);
     }
 
     /// Asset-to-asset swaps through the contract equal [`swap_quote`], the state after equals
@@ -977,7 +980,8 @@ mod tests {
                 Ok(())
             })
             .unwrap();
-        tally.check(30, &["ok", "ZeroOutput", "Paused", "Locked", "OverCap", "OverReserves"]);
+        // About 34% succeed; 28% is over ten standard deviations below at 10,000 cases.
+        tally.check(28, &["ok", "ZeroOutput", "Paused", "Locked", "OverCap", "OverReserves"]);
     }
 
     /// The fee schedule equals the contract's pure `burnFeeBpsAt` at every stress.

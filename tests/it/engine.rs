@@ -317,7 +317,16 @@ async fn backrun_case(relay: bool) {
         run.stats
     );
     if !relay {
-        // Raw path: the backrun is in the node's pool after the victim; mine them.
+        // Raw path: once the exec task has handed the backrun to the node (the engine counts a
+        // submission when it queues it, before it is sent), it waits in the pool after the
+        // victim; mine them.
+        assert!(
+            cantilever::engine::wait_until(Duration::from_secs(20), || run
+                .sent
+                .load(Ordering::Acquire)
+                > 0),
+            "the backrun reached the node"
+        );
         bot.node.anvil_mine(Some(1), None).await.expect("mine");
     }
     let landed = cantilever::engine::wait_until(Duration::from_secs(20), || {
