@@ -487,7 +487,7 @@ impl<S: StateSource> Driver<S> {
                     self.refresher.watch(keys);
                     match self.refresher.prefetch().await {
                         Ok(Some(update)) => {
-                            let msg = BlockMsg { update, received_at: Instant::now() };
+                            let msg = BlockMsg::new(update, Instant::now());
                             self.engine.handle(Input::Block(Box::new(msg)));
                         }
                         Ok(None) => {}
@@ -697,7 +697,7 @@ impl<S: StateSource + Clone + 'static> ChainRun<S> {
         self.judge.advance(b.hash).await?;
         match self.driver.refresher.on_head(b.hash).await {
             Ok(Some(update)) => {
-                let msg = BlockMsg { update, received_at: Instant::now() };
+                let msg = BlockMsg::new(update, Instant::now());
                 self.driver.handle(Input::Block(Box::new(msg))).await;
             }
             Ok(None) => {}

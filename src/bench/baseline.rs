@@ -18,6 +18,10 @@
 //!   evaluates every candidate route the event affects by `eth_call`. Each route the engine
 //!   screened for the event is called once, at the size the engine found or at the route's
 //!   minimum probe amount when sizing found no profit.
+//! - **Sizing by eth_call (a typical bot that sizes).** Without native venue math a bot finds a
+//!   route's size by asking the node: our own search, replayed with each input it evaluated
+//!   natively sent as the route's call instead (one warm call per evaluation, after the
+//!   per-screened-route calls warmed the fork), for every route screened for the event.
 //! - **Per proven candidate.** Only the candidates the engine proved in revm (at most four per
 //!   event), with the exact calldata it simulated; both sides must agree on status and gas.
 //!
@@ -583,6 +587,16 @@ pub struct BaselineReport {
     pub screened_pending: BaselineKind,
     /// Every screened call.
     pub screened_calls: Vec<ScreenedCall>,
+    /// What sizing a screened route costs the sizing-by-eth_call baseline.
+    pub sized_method: &'static str,
+    /// Calls made: one per input the engine's sizing evaluated.
+    pub sized_calls: u64,
+    /// Of them, calls whose RPC failed.
+    pub sized_errors: u64,
+    /// Sizing by eth_call, head events.
+    pub sized_head: BaselineKind,
+    /// Sizing by eth_call, pending events.
+    pub sized_pending: BaselineKind,
     /// What each proven candidate costs the per-candidate baseline.
     pub method: &'static str,
     /// Candidates evaluated.
@@ -829,6 +843,7 @@ pub async fn run_baseline(
         .min();
     let mut report = BaselineReport {
         screened_method: "eth_simulateV1 per screened route (a typical bot: every route the event affects, no native math), warm fork",
+        sized_method: "eth_simulateV1 per input our sizing evaluated, for every screened route (a typical bot that sizes by asking the node), warm fork",
         method: "eth_simulateV1 per proven candidate (an eth_call with the victims ahead), warm fork",
         ..BaselineReport::default()
     };
@@ -837,6 +852,8 @@ pub async fn run_baseline(
         report.pending = BaselineKind { kind: "pending", ..Default::default() };
         report.screened_head = report.head.clone();
         report.screened_pending = report.pending.clone();
+        report.sized_head = report.head.clone();
+        report.sized_pending = report.pending.clone();
         return Ok(report);
     };
     let opts = AnvilOptions {
@@ -855,6 +872,7 @@ pub async fn run_baseline(
     let mut fork = Fork { server: &server, provider, at: None };
     let mut proved: HashMap<EventKind, Samples> = HashMap::new();
     let mut screened: HashMap<EventKind, Samples> = HashMap::new();
+    let mut sized: HashMap<EventKind, Samples> = HashMap::new();
     for e in events {
         let victims = e.proved.iter().flat_map(|c| &c.leading);
         for t in victims.chain(e.screened.iter().flat_map(|s| &s.leading)) {
@@ -865,6 +883,7 @@ pub async fn run_baseline(
         // Per screened route (a typical bot). Each evaluation runs on its own head's state.
         let misses = server.misses();
         let mut timed = Vec::new();
+        let mut sizing = Vec::new();
         for s in &e.screened {
             fork.at(s.head.number).await?;
             report.screened_unencodable += s.unencodable as u64;
@@ -899,11 +918,22 @@ pub async fn run_baseline(
                     theirs,
                     error,
                 });
+                // The same route sized by asking the node: one call per input evaluated.
+                for input in &r.probes {
+                    let spec = CallSpec { input, ..spec };
+                    let t = Instant::now();
+                    let got = simulate(&fork.provider, &payload(&s.leading, &s.next, &spec)).await;
+                    let ns = t.elapsed().as_nanos() as u64;
+                    sizing.push((ns, ns));
+                    report.sized_calls += 1;
+                    report.sized_errors += u64::from(got.is_err());
+                }
             }
         }
         report.screened_misses += server.misses() - misses;
         if let Some(s) = e.screened.first() {
             screened.entry(s.kind).or_default().event(&timed, sign_ns);
+            sized.entry(s.kind).or_default().event(&sizing, sign_ns);
         }
         // Per proven candidate.
         let mut timed = Vec::new();
@@ -992,6 +1022,8 @@ pub async fn run_baseline(
     report.pending = kind(&proved, EventKind::Pending);
     report.screened_head = kind(&screened, EventKind::Head);
     report.screened_pending = kind(&screened, EventKind::Pending);
+    report.sized_head = kind(&sized, EventKind::Head);
+    report.sized_pending = kind(&sized, EventKind::Pending);
     Ok(report)
 }
 
@@ -1055,6 +1087,17 @@ impl std::fmt::Display for BaselineReport {
             )?;
         }
         kind_table(f, [&self.screened_head, &self.screened_pending])?;
+        writeln!(
+            f,
+            "\nbaseline sizing by eth_call (a typical bot that sizes): {}",
+            self.sized_method
+        )?;
+        writeln!(
+            f,
+            "{} calls (the inputs our sizing evaluated natively for the screened routes), {} RPC errors",
+            self.sized_calls, self.sized_errors
+        )?;
+        kind_table(f, [&self.sized_head, &self.sized_pending])?;
         writeln!(f, "\nbaseline per proven candidate: {}", self.method)?;
         writeln!(
             f,
@@ -1096,6 +1139,7 @@ mod tests {
                 ..BlockRef::default()
             },
             touched: vec![],
+            names_holders: true,
         }
     }
 

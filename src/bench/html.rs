@@ -198,22 +198,26 @@ fn report_body(r: &BenchReport, histograms: bool) -> String {
     b
 }
 
-/// Ours (end to end) against both baselines (RPC per event), p50 and p99, log scale.
+/// Ours (end to end) against the three baselines (RPC per event), p50 and p99, log scale.
 fn baseline_svg(b: &BaselineReport) -> String {
-    let rows: Vec<(String, u64, &str)> =
-        [(&b.screened_head, &b.head), (&b.screened_pending, &b.pending)]
-            .iter()
-            .flat_map(|(s, k)| {
-                [
-                    (format!("{} ours p50", k.kind), k.ours_p50_ns, "#2b8a3e"),
-                    (format!("{} eth_call/route p50", k.kind), s.per_event.p50, "#c92a2a"),
-                    (format!("{} eth_call/cand. p50", k.kind), k.per_event.p50, "#e8590c"),
-                    (format!("{} ours p99", k.kind), k.ours_p99_ns, "#2b8a3e"),
-                    (format!("{} eth_call/route p99", k.kind), s.per_event.p99, "#c92a2a"),
-                    (format!("{} eth_call/cand. p99", k.kind), k.per_event.p99, "#e8590c"),
-                ]
-            })
-            .collect();
+    let rows: Vec<(String, u64, &str)> = [
+        (&b.sized_head, &b.screened_head, &b.head),
+        (&b.sized_pending, &b.screened_pending, &b.pending),
+    ]
+    .iter()
+    .flat_map(|(z, s, k)| {
+        [
+            (format!("{} ours p50", k.kind), k.ours_p50_ns, "#2b8a3e"),
+            (format!("{} eth_call sizing p50", k.kind), z.per_event.p50, "#862e9c"),
+            (format!("{} eth_call/route p50", k.kind), s.per_event.p50, "#c92a2a"),
+            (format!("{} eth_call/cand. p50", k.kind), k.per_event.p50, "#e8590c"),
+            (format!("{} ours p99", k.kind), k.ours_p99_ns, "#2b8a3e"),
+            (format!("{} eth_call sizing p99", k.kind), z.per_event.p99, "#862e9c"),
+            (format!("{} eth_call/route p99", k.kind), s.per_event.p99, "#c92a2a"),
+            (format!("{} eth_call/cand. p99", k.kind), k.per_event.p99, "#e8590c"),
+        ]
+    })
+    .collect();
     let top = rows.iter().map(|r| r.1).max().unwrap_or(1_000).max(1_000) as f64 * 1.5;
     let h = rows.len() as f64 * ROW + 30.0;
     let mut s = svg_open(W, h);
@@ -263,13 +267,17 @@ fn baseline_table(kinds: [&BaselineKind; 2]) -> String {
 
 fn baseline_section(b: &BaselineReport) -> String {
     let mut t = format!(
-        "<h2>Baseline: eth_call to anvil on loopback</h2><p>An event's baseline costs its calls, one after another, plus our own signing time for the event.</p><h3>Per screened route (a typical bot)</h3><p>{}. {} screened routes called ({} sized profitable, the rest at their minimum amount), {} RPC errors, {} cassette misses.</p>{}<h3>Per proven candidate</h3><p>{}. {} candidates: {} agree on status and gas, {} disagree, {} RPC errors, {} not simulated in process; the cassette server answered {} requests, missed {}.</p>{}",
+        "<h2>Baseline: eth_call to anvil on loopback</h2><p>An event's baseline costs its calls, one after another, plus our own signing time for the event.</p><h3>Per screened route (a typical bot)</h3><p>{}. {} screened routes called ({} sized profitable, the rest at their minimum amount), {} RPC errors, {} cassette misses.</p>{}<h3>Sizing by eth_call (a typical bot that sizes)</h3><p>{}. {} calls, {} RPC errors.</p>{}<h3>Per proven candidate</h3><p>{}. {} candidates: {} agree on status and gas, {} disagree, {} RPC errors, {} not simulated in process; the cassette server answered {} requests, missed {}.</p>{}",
         esc(b.screened_method),
         b.screened_routes,
         b.screened_profitable,
         b.screened_errors,
         b.screened_misses,
         baseline_table([&b.screened_head, &b.screened_pending]),
+        esc(b.sized_method),
+        b.sized_calls,
+        b.sized_errors,
+        baseline_table([&b.sized_head, &b.sized_pending]),
         esc(b.method),
         b.candidates,
         b.agree,

@@ -52,9 +52,12 @@ pub use synth::{SynthSource, add_synthetic_pools};
 
 /// Candidates proven per event (as `cantilever run`).
 pub const PROVE_TOP: usize = 4;
-/// The stages a bench reports, in pipeline order (submission is stopped after signing).
-pub const STAGES: [Stage; 8] = [
+/// The stages a bench reports, in pipeline order (submission is stopped after signing);
+/// pending transactions have no [`Stage::Fetch`] (their state is the head's).
+pub const STAGES: [Stage; 10] = [
     Stage::Decode,
+    Stage::Fetch,
+    Stage::Handoff,
     Stage::StateApply,
     Stage::Screen,
     Stage::Size,
@@ -749,6 +752,7 @@ pub async fn run_cassette(
         events: kinds[k as usize],
         stages: STAGES
             .iter()
+            .filter(|s| k == EventKind::Head || **s != Stage::Fetch)
             .map(|s| StageReport {
                 stage: s.as_str(),
                 latency: hist.percentiles(k, *s),

@@ -8,6 +8,7 @@ use std::{
 use alloy::primitives::{Address, B256, U256, keccak256};
 
 use crate::{
+    cassette::CassetteSource,
     config::{ChainConfig, VenueKind},
     state::{AccountRead, BlockInfo, ReadRequest, ReadSet, SourceError, StateSource},
 };
@@ -15,101 +16,107 @@ use crate::{
 /// The bench's state source over a recording: answers for synthetic pools from their
 /// original's answers, and carries recorded values forward.
 ///
-/// Reads of a synthetic address are asked of its original and renamed back. A read the inner
-/// source cannot answer whole is answered key by key: a key not recorded at the block asked is
-/// taken from the latest earlier block of `history` that recorded it (a value the recording
-/// engine did not re-read had not changed for it), and a key never recorded (a token's balance
-/// slot of a synthetic pool, say) reads as zero.
+/// Each key is looked up in the cassette directly (no error is built for a key a block did not
+/// record, so the replay's own cost stays out of the engine's fetch latency): a key recorded at
+/// the block asked is answered from there; a key not recorded there is taken from the latest
+/// earlier block of `history` that recorded it (a value the recording engine did not re-read had
+/// not changed for it); a key never recorded (a token's balance slot of a synthetic pool, say)
+/// reads as zero. A recorded failure of the same read replays as it would from the cassette.
 ///
 /// A synthetic pool's own state is answered at the first block the source is asked about (the
 /// warm-up block) whatever block is asked: the copies are independent pools that no recorded
 /// block touches, so their state must not follow the original's (the cache's divergence samples
 /// would otherwise disagree on them at every head and force full re-reads).
 #[derive(Clone, Debug)]
-pub struct SynthSource<S> {
-    inner: S,
+pub struct SynthSource {
+    inner: CassetteSource,
     map: Arc<HashMap<Address, Address>>,
     history: Arc<Vec<B256>>,
+    /// Position of each block hash in `history`.
+    position: Arc<HashMap<B256, usize>>,
     pin: Arc<OnceLock<B256>>,
-    /// Slots answered key by key: the history position answered at and the value, so a later
-    /// block only looks at the blocks recorded since (not the whole history again).
+    /// Slots answered from an earlier block: the history position answered at and the value,
+    /// so a later block only looks at the blocks recorded since (not the whole history again).
     slots: Arc<Mutex<SlotMemo>>,
 }
 
 /// Slot → (history position answered at, value).
 type SlotMemo = HashMap<(Address, U256), (usize, U256)>;
 
-impl<S: StateSource> SynthSource<S> {
+impl SynthSource {
     /// `map`: synthetic address → the real pool it copies; `history`: the recording's block
     /// hashes, oldest first.
-    pub fn new(inner: S, map: HashMap<Address, Address>, history: Vec<B256>) -> Self {
+    pub fn new(inner: CassetteSource, map: HashMap<Address, Address>, history: Vec<B256>) -> Self {
+        let position = history.iter().enumerate().map(|(i, h)| (*h, i)).collect();
         Self {
             inner,
             map: Arc::new(map),
             history: Arc::new(history),
+            position: Arc::new(position),
             pin: Arc::new(OnceLock::new()),
-            slots: Arc::new(Mutex::new(HashMap::new())),
+            slots: Arc::new(Mutex::new(HashMap::default())),
         }
-    }
-
-    /// `at`, then the blocks recorded before it, newest first.
-    fn blocks_back(&self, at: B256) -> Vec<B256> {
-        let before = self.history.iter().position(|h| *h == at).unwrap_or(0);
-        std::iter::once(at).chain(self.history[..before].iter().rev().copied()).collect()
     }
 
     fn real(&self, a: Address) -> Address {
         self.map.get(&a).copied().unwrap_or(a)
     }
 
-    async fn read_one(&self, blocks: &[B256], one: &ReadRequest) -> Option<ReadSet> {
-        for b in blocks {
-            if let Ok(s) = self.inner.read(*b, one).await {
-                return Some(s);
-            }
-        }
-        None
+    /// `at` and the blocks recorded before it, newest first.
+    fn blocks_back(&self, at: B256) -> impl Iterator<Item = B256> + '_ {
+        let before = self.position.get(&at).copied().unwrap_or(0);
+        std::iter::once(at).chain(self.history[..before].iter().rev().copied())
     }
 
-    async fn read_each(&self, at: B256, req: &ReadRequest) -> ReadSet {
-        let blocks = self.blocks_back(at);
-        let mut out = ReadSet::default();
-        for (address, with_code) in &req.accounts {
-            let one = ReadRequest { accounts: vec![(*address, *with_code)], slots: vec![] };
-            let got =
-                self.read_one(&blocks, &one).await.and_then(|s| s.accounts.into_iter().next());
-            out.accounts.push(got.unwrap_or(AccountRead {
-                address: *address,
-                balance: U256::ZERO,
-                nonce: 0,
-                code: with_code.then(Default::default),
-            }));
-        }
-        // Position of `at` in the history (its blocks back are `blocks`).
-        let pos = blocks.len() - 1;
-        for (address, slot) in &req.slots {
-            let key = (*address, *slot);
-            let known = self.slots.lock().ok().and_then(|m| m.get(&key).copied());
-            // A key answered at an earlier position needs only the blocks recorded since.
-            let (scan, fallback) = match known {
-                Some((p, v)) if p <= pos && self.history.get(pos) == Some(&at) => {
-                    (&blocks[..pos - p], v)
-                }
-                _ => (&blocks[..], U256::ZERO),
-            };
-            let one = ReadRequest { accounts: vec![], slots: vec![key] };
-            let got = self.read_one(scan, &one).await.and_then(|s| s.slots.into_iter().next());
-            let value = got.map_or(fallback, |g| g.2);
-            if let Ok(mut m) = self.slots.lock() {
-                m.insert(key, (pos, value));
+    fn account(&self, at: B256, address: Address, with_code: bool) -> AccountRead {
+        let real = self.real(address);
+        let mut found: Option<AccountRead> = None;
+        for b in self.blocks_back(at) {
+            let Some(a) = self.inner.account_at(&b, real) else { continue };
+            let got = found.get_or_insert(AccountRead { code: None, ..a.clone() });
+            if got.code.is_none() {
+                got.code = a.code;
             }
-            out.slots.push((*address, *slot, value));
+            if !with_code || got.code.is_some() {
+                break;
+            }
         }
-        out
+        let mut a = found.unwrap_or_default();
+        a.address = address;
+        if !with_code {
+            a.code = None;
+        } else if a.code.is_none() {
+            a.code = Some(Default::default());
+        }
+        a
+    }
+
+    fn slot(&self, at: B256, address: Address, slot: U256) -> U256 {
+        let real = self.real(address);
+        if let Some(v) = self.inner.slot_at(&at, real, slot) {
+            return v;
+        }
+        let key = (real, slot);
+        let Some(&pos) = self.position.get(&at) else { return U256::ZERO };
+        let known = self.slots.lock().ok().and_then(|m| m.get(&key).copied());
+        // A key answered at an earlier position needs only the blocks recorded since.
+        let (from, fallback) = match known {
+            Some((p, v)) if p <= pos => (p, v),
+            _ => (0, U256::ZERO),
+        };
+        let value = self.history[from..pos]
+            .iter()
+            .rev()
+            .find_map(|b| self.inner.slot_at(b, real, slot))
+            .unwrap_or(fallback);
+        if let Ok(mut m) = self.slots.lock() {
+            m.insert(key, (pos, value));
+        }
+        value
     }
 }
 
-impl<S: StateSource> StateSource for SynthSource<S> {
+impl StateSource for SynthSource {
     async fn block(&self, hash: B256) -> Result<BlockInfo, SourceError> {
         self.inner.block(hash).await
     }
@@ -119,65 +126,23 @@ impl<S: StateSource> StateSource for SynthSource<S> {
     }
 
     async fn read(&self, at: B256, req: &ReadRequest) -> Result<ReadSet, SourceError> {
+        if let Some(e) = self.inner.read_failure(at, req) {
+            return Err(e);
+        }
         let pin = *self.pin.get_or_init(|| at);
-        let synthetic = |a: &Address| self.map.contains_key(a);
-        if pin != at
-            && (req.accounts.iter().any(|(a, _)| synthetic(a))
-                || req.slots.iter().any(|(a, _)| synthetic(a)))
-        {
-            // Split: the copies' own state at the pin, everything else at `at`; answers
-            // back in request order.
-            let part = |syn: bool| ReadRequest {
-                accounts: req
-                    .accounts
-                    .iter()
-                    .filter(|(a, _)| synthetic(a) == syn)
-                    .copied()
-                    .collect(),
-                slots: req.slots.iter().filter(|(a, _)| synthetic(a) == syn).copied().collect(),
-            };
-            let (pinned, live) =
-                (self.read_at(pin, &part(true)).await?, self.read_at(at, &part(false)).await?);
-            let (mut pa, mut la) = (pinned.accounts.into_iter(), live.accounts.into_iter());
-            let (mut ps, mut ls) = (pinned.slots.into_iter(), live.slots.into_iter());
-            let mut out = ReadSet::default();
-            for (a, _) in &req.accounts {
-                let next = if synthetic(a) { pa.next() } else { la.next() };
-                out.accounts.extend(next);
-            }
-            for (a, _) in &req.slots {
-                let next = if synthetic(a) { ps.next() } else { ls.next() };
-                out.slots.extend(next);
-            }
-            return Ok(out);
-        }
-        self.read_at(at, req).await
-    }
-}
-
-impl<S: StateSource> SynthSource<S> {
-    async fn read_at(&self, at: B256, req: &ReadRequest) -> Result<ReadSet, SourceError> {
-        if req.accounts.is_empty() && req.slots.is_empty() {
-            return Ok(ReadSet::default());
-        }
-        let mapped = ReadRequest {
-            accounts: req.accounts.iter().map(|(a, c)| (self.real(*a), *c)).collect(),
-            slots: req.slots.iter().map(|(a, s)| (self.real(*a), *s)).collect(),
-        };
-        let mut set = match self.inner.read(at, &mapped).await {
-            Ok(s) if s.accounts.len() == req.accounts.len() && s.slots.len() == req.slots.len() => {
-                s
-            }
-            _ => self.read_each(at, &mapped).await,
-        };
-        // Answers are in request order: give each its asked address back.
-        for (got, (asked, _)) in set.accounts.iter_mut().zip(&req.accounts) {
-            got.address = *asked;
-        }
-        for (got, (asked, _)) in set.slots.iter_mut().zip(&req.slots) {
-            got.0 = *asked;
-        }
-        Ok(set)
+        let block_of = |a: &Address| if self.map.contains_key(a) { pin } else { at };
+        Ok(ReadSet {
+            accounts: req
+                .accounts
+                .iter()
+                .map(|(a, code)| self.account(block_of(a), *a, *code))
+                .collect(),
+            slots: req
+                .slots
+                .iter()
+                .map(|(a, s)| (*a, *s, self.slot(block_of(a), *a, *s)))
+                .collect(),
+        })
     }
 }
 

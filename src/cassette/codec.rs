@@ -45,6 +45,10 @@ pub(crate) mod kind {
     pub(crate) const LATEST: u8 = 17;
     pub(crate) const READ: u8 = 18;
     pub(crate) const FAILED: u8 = 19;
+    /// A `BLOCK` whose touched addresses include every holder its logs name.
+    pub(crate) const BLOCK_NAMED: u8 = 20;
+    /// A `LATEST` whose touched addresses include every holder its logs name.
+    pub(crate) const LATEST_NAMED: u8 = 21;
     pub(crate) const END: u8 = 31;
 }
 
@@ -459,14 +463,16 @@ fn encode_block_info(e: &mut Enc<'_>, info: &BlockInfo) {
 fn encode_answer(e: &mut Enc<'_>, a: &StateAnswer) -> u8 {
     match a {
         StateAnswer::Block(info) => {
-            e.u8(kind::BLOCK);
+            let k = if info.names_holders { kind::BLOCK_NAMED } else { kind::BLOCK };
+            e.u8(k);
             encode_block_info(e, info);
-            kind::BLOCK
+            k
         }
         StateAnswer::Latest(info) => {
-            e.u8(kind::LATEST);
+            let k = if info.names_holders { kind::LATEST_NAMED } else { kind::LATEST };
+            e.u8(k);
             encode_block_info(e, info);
-            kind::LATEST
+            k
         }
         StateAnswer::Read { at, set } => {
             e.u8(kind::READ);
@@ -546,8 +552,14 @@ pub(crate) fn decode_record(payload: &[u8], epoch: Instant) -> Res<Record> {
         kind::HEAD | kind::PENDING | kind::REORG | kind::CONNECTION | kind::RESYNC => {
             Record::Event(decode_event(&mut d, k, epoch)?)
         }
-        kind::BLOCK => Record::Answer(StateAnswer::Block(decode_block_info(&mut d)?)),
-        kind::LATEST => Record::Answer(StateAnswer::Latest(decode_block_info(&mut d)?)),
+        kind::BLOCK | kind::BLOCK_NAMED => {
+            let info = decode_block_info(&mut d, k == kind::BLOCK_NAMED)?;
+            Record::Answer(StateAnswer::Block(info))
+        }
+        kind::LATEST | kind::LATEST_NAMED => {
+            let info = decode_block_info(&mut d, k == kind::LATEST_NAMED)?;
+            Record::Answer(StateAnswer::Latest(info))
+        }
         kind::READ => {
             let at = d.b256("read.at")?;
             let n = d.count("read.accounts", 20 + 1 + 1 + 1)?;
@@ -700,7 +712,7 @@ fn decode_event(d: &mut Dec<'_>, k: u8, epoch: Instant) -> Res<TimedEvent> {
     Ok(TimedEvent { offset_ns, event })
 }
 
-fn decode_block_info(d: &mut Dec<'_>) -> Res<BlockInfo> {
+fn decode_block_info(d: &mut Dec<'_>, names_holders: bool) -> Res<BlockInfo> {
     let block = BlockRef {
         number: d.var("block.number")?,
         hash: d.b256("block.hash")?,
@@ -712,5 +724,5 @@ fn decode_block_info(d: &mut Dec<'_>) -> Res<BlockInfo> {
         coinbase: d.addr("block.coinbase")?,
         prevrandao: d.b256("block.prevrandao")?,
     };
-    Ok(BlockInfo { block, touched: d.addrs("block.touched")? })
+    Ok(BlockInfo { block, touched: d.addrs("block.touched")?, names_holders })
 }

@@ -111,7 +111,12 @@ impl CassetteStats {
             kind::HEAD => self.heads.add(frame_bytes),
             kind::PENDING => self.pending.add(frame_bytes),
             kind::REORG | kind::CONNECTION | kind::RESYNC => self.markers.add(frame_bytes),
-            kind::BLOCK | kind::LATEST | kind::READ | kind::FAILED => {
+            kind::BLOCK
+            | kind::LATEST
+            | kind::BLOCK_NAMED
+            | kind::LATEST_NAMED
+            | kind::READ
+            | kind::FAILED => {
                 self.answers.add(frame_bytes);
                 if kind == kind::READ {
                     self.reads.add(frame_bytes);

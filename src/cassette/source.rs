@@ -1,15 +1,12 @@
 //! State sources around cassettes: one that records every answer of another source, and one that
 //! answers only from a cassette.
 
-use std::{
-    collections::HashMap,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
-    },
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, AtomicUsize, Ordering},
 };
 
-use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::primitives::{Address, B256, Bytes, U256, map::HashMap};
 
 use super::{CassetteWriter, FailureKind, RecordedFailure, StateAnswer, StateCall};
 use crate::state::{AccountRead, BlockInfo, ReadRequest, ReadSet, SourceError, StateSource};
@@ -196,8 +193,11 @@ struct Index {
     blocks: HashMap<B256, BlockInfo>,
     /// Every value read, by block hash.
     state: HashMap<B256, BlockState>,
-    /// Each call's outcomes in order.
+    /// Each call's outcomes in order: block calls, and the reads that failed at least once (a
+    /// read that never failed is answered from `state` whatever its place in the order).
     calls: HashMap<CallKey, Calls>,
+    /// Whether any read failed while recording (otherwise reads skip the `calls` lookup).
+    read_failures: bool,
 }
 
 /// A [`StateSource`] answering only from recorded answers; it never touches the network.
@@ -256,7 +256,37 @@ impl CassetteSource {
             };
             ix.calls.entry(key).or_default().outcomes.push(outcome);
         }
+        ix.calls.retain(|k, c| {
+            !matches!(k, CallKey::Read(..))
+                || c.outcomes.iter().any(|o| matches!(o, Outcome::Failed(_)))
+        });
+        ix.read_failures = ix.calls.keys().any(|k| matches!(k, CallKey::Read(..)));
         Self { index: Arc::new(ix) }
+    }
+
+    /// The value of `address`'s `slot` that a read at block `at` recorded.
+    pub fn slot_at(&self, at: &B256, address: Address, slot: U256) -> Option<U256> {
+        self.index.state.get(at)?.slots.get(&(address, slot)).copied()
+    }
+
+    /// The balance, nonce and (when it was read there) code of `address` that a read at block
+    /// `at` recorded.
+    pub fn account_at(&self, at: &B256, address: Address) -> Option<AccountRead> {
+        let (balance, nonce, code) = self.index.state.get(at)?.accounts.get(&address)?;
+        Some(AccountRead { address, balance: *balance, nonce: *nonce, code: code.clone() })
+    }
+
+    /// The failure `read(at, req)` would replay next, if the recording has one for it there;
+    /// takes its turn as `read` would.
+    pub fn read_failure(&self, at: B256, req: &ReadRequest) -> Option<SourceError> {
+        if !self.index.read_failures {
+            return None;
+        }
+        let call = StateCall::Read { at, req: req.clone() };
+        match self.next(&call) {
+            Some(Outcome::Failed(f)) => Some(Self::failure(&call, f)),
+            _ => None,
+        }
     }
 
     /// Blocks known by hash.
@@ -373,10 +403,10 @@ impl StateSource for CassetteSource {
     }
 
     async fn read(&self, at: B256, req: &ReadRequest) -> Result<ReadSet, SourceError> {
-        let call = StateCall::Read { at, req: req.clone() };
-        if let Some(Outcome::Failed(f)) = self.next(&call) {
-            return Err(Self::failure(&call, f));
+        if let Some(e) = self.read_failure(at, req) {
+            return Err(e);
         }
-        self.answer_read(at, req).map_err(|what| Self::miss(&call, &what))
+        self.answer_read(at, req)
+            .map_err(|what| Self::miss(&StateCall::Read { at, req: req.clone() }, &what))
     }
 }

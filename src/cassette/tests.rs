@@ -78,6 +78,8 @@ fn pending(nonce: u64) -> PendingTx {
     }
 }
 
+/// Block 2 names its logs' holders (the kind recorded since they are kept); block 1 is a block
+/// recorded before (both kinds round-trip).
 fn block_info(number: u64, hash: B256, parent: B256) -> BlockInfo {
     BlockInfo {
         block: BlockRef {
@@ -92,6 +94,7 @@ fn block_info(number: u64, hash: B256, parent: B256) -> BlockInfo {
             prevrandao: H2,
         },
         touched: vec![A, B],
+        names_holders: number == 2,
     }
 }
 

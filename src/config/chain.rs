@@ -266,6 +266,19 @@ pub struct TokenConfig {
     /// USD for the desk limits (> 0). Default 1.0 (a USD stable).
     #[serde(default = "one_usd")]
     pub usd_price: f64,
+    /// Whether every change of a holder's balance comes with a log naming the holder (ERC-20
+    /// `Transfer`, WETH `Deposit`/`Withdrawal`). Then a block that touches the token re-reads only
+    /// the balances of the holders its logs name, not every balance the bot watches (with
+    /// thousands of pools in one token, that is the difference between a few slots and
+    /// thousands per head). Set `false` for rebasing tokens and any token that moves balances
+    /// without a log: each of its watched balances is then re-read whenever the token is
+    /// touched. Default `true`.
+    #[serde(default = "yes")]
+    pub balances_in_logs: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn one_usd() -> f64 {

@@ -856,6 +856,7 @@ fn validate_checks_configs_built_in_code() {
         address: alloy::primitives::Address::repeat_byte(1),
         decimals: 6,
         usd_price: 1.0,
+        balances_in_logs: true,
     });
     cfg.chains[0].venues.push(VenueConfig {
         name: "p".into(),

@@ -46,6 +46,8 @@ pub fn fill_chain(chain: &mut ChainConfig, m: &ChainManifest) {
                 "cEURT" => 1.08,
                 _ => 1.0,
             },
+            // The fixture tokens emit `Transfer` on every balance change (mint and burn too).
+            balances_in_logs: true,
         })
         .collect();
     let mut venues: Vec<VenueConfig> = m

@@ -44,7 +44,7 @@ pub(crate) fn spawn<S: StateSource + 'static>(
                             refresher.watch(keys);
                             match rt.block_on(refresher.prefetch()) {
                                 Ok(Some(update)) => {
-                                    let msg = BlockMsg { update, received_at: Instant::now() };
+                                    let msg = BlockMsg::new(update, Instant::now());
                                     if out.send(Input::Block(Box::new(msg))).is_err() { break }
                                 }
                                 Ok(None) => {}
@@ -67,7 +67,7 @@ pub(crate) fn spawn<S: StateSource + 'static>(
                     let Event::Head(head) = event else { continue };
                     match rt.block_on(refresher.on_head(head.hash)) {
                         Ok(Some(update)) => {
-                            let msg = BlockMsg { update, received_at: head.received_at };
+                            let msg = BlockMsg::new(update, head.received_at);
                             if out.send(Input::Block(Box::new(msg))).is_err() { break }
                         }
                         Ok(None) => {}

@@ -91,6 +91,15 @@ pub struct BlockMsg {
     pub update: StateUpdate,
     /// When the head's notification arrived (end-to-end latency starts here).
     pub received_at: Instant,
+    /// When the update was handed to the engine (the feeder's read ends here).
+    pub sent_at: Instant,
+}
+
+impl BlockMsg {
+    /// An update handed over now, for a head whose notification arrived at `received_at`.
+    pub fn new(update: StateUpdate, received_at: Instant) -> Self {
+        Self { update, received_at, sent_at: Instant::now() }
+    }
 }
 
 /// What the engine thread consumes.
@@ -240,13 +249,22 @@ pub struct Engine {
     /// Cross-chain legs and the coordinator link.
     x: xleg::XState,
     /// The routes sized for the current event, while the screen tap is set.
-    screened: Vec<Screened>,
+    screened: ScreenBuf,
     /// Transactions signed for the current event and the time spent signing them, ns.
     event_sign: (u32, u64),
 }
 
-/// A route sized for an event (for the screen tap): route, amount, funding, profitable.
-type Screened = (usize, U256, sim::FlashPlan, bool);
+/// A route sized for an event (for the screen tap): route, amount, funding, profitable, and
+/// where its evaluated inputs lie in [`ScreenBuf::amounts`].
+type Screened = (usize, U256, sim::FlashPlan, bool, std::ops::Range<usize>);
+
+/// The routes sized for an event and every input their sizing evaluated (one buffer for the
+/// event, reused: tapping allocates nothing per route).
+#[derive(Debug, Default)]
+struct ScreenBuf {
+    routes: Vec<Screened>,
+    amounts: Vec<U256>,
+}
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -351,7 +369,7 @@ impl Engine {
             standing: Vec::new(),
             positions: Vec::new(),
             x: xleg::XState::default(),
-            screened: Vec::new(),
+            screened: ScreenBuf::default(),
             event_sign: (0, 0),
             p,
         })
@@ -367,7 +385,8 @@ impl Engine {
         &self.market
     }
 
-    /// The stage histograms.
+    /// The stage histograms recorded since the last publish (all of them when the engine does
+    /// not publish).
     pub const fn histograms(&self) -> &StageHistograms {
         &self.hist
     }
@@ -474,7 +493,7 @@ impl Engine {
     fn hist_publish(&mut self, force: bool) {
         if force || self.last_publish.elapsed() > Duration::from_millis(250) {
             if let Some(h) = &self.p.histograms {
-                h.publish(&self.hist);
+                h.publish(&mut self.hist, force);
             }
             self.last_publish = Instant::now();
         }
@@ -541,6 +560,12 @@ impl Engine {
         let fed_ns = ts.saturating_duration_since(t0).as_nanos() as u64;
         let update = msg.update;
         let supplement = self.cache.head().is_some_and(|h| h.hash == update.head.hash);
+        if !supplement {
+            let fetch = msg.sent_at.saturating_duration_since(t0);
+            self.hist.record(EventKind::Head, Stage::Fetch, fetch.as_nanos() as u64);
+            let handoff = ts.saturating_duration_since(msg.sent_at);
+            self.hist.record(EventKind::Head, Stage::Handoff, handoff.as_nanos() as u64);
+        }
         let applied = match self.cache.apply(&update) {
             Ok(a) => a,
             Err(e) => {
@@ -774,10 +799,11 @@ impl Engine {
     }
 
     /// An empty buffer for the routes sized for an event, when the screen tap is set.
-    fn screen_buffer(&mut self) -> Option<Vec<Screened>> {
+    fn screen_buffer(&mut self) -> Option<ScreenBuf> {
         self.stats.screen_tap.get().is_some().then(|| {
             let mut v = std::mem::take(&mut self.screened);
-            v.clear();
+            v.routes.clear();
+            v.amounts.clear();
             v
         })
     }
@@ -841,21 +867,17 @@ impl Engine {
         head: &BlockRef,
         next: &NextBlock,
         leading: &[(alloy::rpc::types::Transaction, Bytes)],
-        mut screened: Vec<Screened>,
+        mut screened: ScreenBuf,
     ) {
         if let (Some(t), Ok(fee)) = (
             self.stats.screen_tap.get(),
             self.fees.quote_for_base_fee(u128::from(next.base_fee), None),
         ) {
-            let mut routes = Vec::with_capacity(screened.len());
+            let mut routes = Vec::with_capacity(screened.routes.len());
             let mut unencodable = 0;
-            for &(route, amount_in, flash, profitable) in &screened {
-                let entry = &self.market.routes[route];
-                let Some(call) = self.route_call(entry, amount_in, flash, next) else {
-                    unencodable += 1;
-                    continue;
-                };
-                let input = sim::route_tx(
+            let input_at = |entry: &RouteEntry, amount: U256, flash| {
+                let call = self.route_call(entry, amount, flash, next)?;
+                let tx = sim::route_tx(
                     self.p.chain.chain_id,
                     0,
                     self.p.executor,
@@ -863,9 +885,26 @@ impl Engine {
                     PROBE_GAS,
                     fee.max_fee_per_gas,
                     fee.max_priority_fee_per_gas,
-                )
-                .input;
-                routes.push(tap::ScreenedRoute { route, amount_in, profitable, input });
+                );
+                Some(tx.input)
+            };
+            for (route, amount_in, flash, profitable, evaluated) in &screened.routes {
+                let entry = &self.market.routes[*route];
+                let Some(input) = input_at(entry, *amount_in, *flash) else {
+                    unencodable += 1;
+                    continue;
+                };
+                let probes = screened.amounts[evaluated.clone()]
+                    .iter()
+                    .filter_map(|a| input_at(entry, *a, *flash))
+                    .collect();
+                routes.push(tap::ScreenedRoute {
+                    route: *route,
+                    amount_in: *amount_in,
+                    profitable: *profitable,
+                    input,
+                    probes,
+                });
             }
             let _ = t.send(tap::ScreenedEvent {
                 kind,
@@ -883,7 +922,8 @@ impl Engine {
                 sign_ns: self.event_sign.1,
             });
         }
-        screened.clear();
+        screened.routes.clear();
+        screened.amounts.clear();
         self.screened = screened;
     }
 
@@ -896,7 +936,7 @@ impl Engine {
         pools: &[Pool],
         cache: &ForkCache,
         sim: &Simulator,
-        mut screened: Option<&mut Vec<Screened>>,
+        mut screened: Option<&mut ScreenBuf>,
     ) -> Vec<Pick> {
         let ctx = QuoteCtx { timestamp: next.timestamp };
         let book = self.book(next);
@@ -927,7 +967,10 @@ impl Engine {
             }
             let min_in = U256::from(10u64).pow(U256::from(token.decimals.saturating_sub(2)));
             let inventory = self.inventory_in(cache, sim, entry.route.token());
-            let Some((sized, flash)) = size_route(pools, entry, min_in, max_in, inventory, &ctx)
+            let start = screened.as_deref().map_or(0, |s| s.amounts.len());
+            let trace = screened.as_deref_mut().map(|s| &mut s.amounts);
+            let Some((sized, flash)) =
+                size_route(pools, entry, min_in, max_in, inventory, &ctx, trace)
             else {
                 if let Some(s) = screened.as_deref_mut() {
                     let flash = if entry.flash.source().is_some() && inventory <= min_in {
@@ -935,12 +978,12 @@ impl Engine {
                     } else {
                         sim::FlashPlan::Inventory
                     };
-                    s.push((r, min_in, flash, false));
+                    s.routes.push((r, min_in, flash, false, start..s.amounts.len()));
                 }
                 continue;
             };
             if let Some(s) = screened.as_deref_mut() {
-                s.push((r, sized.amount_in, flash, true));
+                s.routes.push((r, sized.amount_in, flash, true, start..s.amounts.len()));
             }
             picks.push(Pick {
                 route: r,
@@ -1489,6 +1532,10 @@ impl Engine {
         }
         let t0 = p.received_at;
         let ts = Instant::now();
+        if tries == 0 {
+            let handoff = ts.saturating_duration_since(t0).as_nanos() as u64;
+            self.hist.record(EventKind::Pending, Stage::Handoff, handoff);
+        }
         let from = p.tx.inner.signer();
         let Some(to) = p.to() else { return };
         let Some(venue) = self.market.venue_index(&to) else { return };
@@ -1675,7 +1722,8 @@ const PROBE_GAS: u64 = 3_000_000;
 
 /// One route's best trade between `min_in` and `max_in` of its token: from the executor's
 /// `inventory` when it holds more than `min_in` (no flash fee), or funded by the route's flash
-/// source at its fee; `None` when neither pays (or the route cannot be sized).
+/// source at its fee; `None` when neither pays (or the route cannot be sized). With `trace`,
+/// every input the sizing evaluated is appended to it.
 pub fn size_route(
     pools: &[Pool],
     entry: &RouteEntry,
@@ -1683,26 +1731,31 @@ pub fn size_route(
     max_in: U256,
     inventory: U256,
     ctx: &QuoteCtx,
+    mut trace: Option<&mut Vec<U256>>,
 ) -> Option<(crate::routes::SizedTrade, sim::FlashPlan)> {
     let limits = |max_in, input_fee_bps| SizingLimits {
         precision_bits: ENGINE_PRECISION_BITS,
         input_fee_bps,
         ..SizingLimits::new(min_in, max_in)
     };
+    let mut sized = |l: &SizingLimits| match trace.as_deref_mut() {
+        Some(t) => crate::routes::size_traced(pools, &entry.route, l, ctx, t),
+        None => size(pools, &entry.route, l, ctx),
+    };
     let mut best: Option<(crate::routes::SizedTrade, sim::FlashPlan)> = None;
     if inventory > min_in
-        && let Ok(sized) = size(pools, &entry.route, &limits(max_in.min(inventory), 0), ctx)
-        && !sized.profit.is_zero()
+        && let Ok(s) = sized(&limits(max_in.min(inventory), 0))
+        && !s.profit.is_zero()
     {
-        best = Some((sized, sim::FlashPlan::Inventory));
+        best = Some((s, sim::FlashPlan::Inventory));
     }
     if entry.flash.source().is_some()
-        && let Ok(sized) = size(pools, &entry.route, &limits(max_in, entry.flash_fee_bps), ctx)
-        && best.as_ref().is_none_or(|(b, _)| sized.profit > b.profit)
+        && let Ok(s) = sized(&limits(max_in, entry.flash_fee_bps))
+        && best.as_ref().is_none_or(|(b, _)| s.profit > b.profit)
     {
-        best = Some((sized, entry.flash));
+        best = Some((s, entry.flash));
     }
-    best.filter(|(sized, _)| !sized.profit.is_zero())
+    best.filter(|(s, _)| !s.profit.is_zero())
 }
 
 /// Screens `routes` of `market` as a head does (bench hook): each sized by [`size_route`] from
@@ -1719,7 +1772,8 @@ pub fn bench_screen(
         .iter()
         .filter_map(|&r| {
             let entry = market.routes.get(r)?;
-            size_route(&market.pools, entry, min_in, max_in, U256::ZERO, ctx).map(|(s, _)| (r, s))
+            size_route(&market.pools, entry, min_in, max_in, U256::ZERO, ctx, None)
+                .map(|(s, _)| (r, s))
         })
         .collect()
 }

@@ -546,6 +546,21 @@ pub(crate) async fn warm_market<S: StateSource>(
     if let Some(u) = refresher.prefetch().await.map_err(|e| err(&e))? {
         cache.apply(&u).map_err(|e| err(&e))?;
     }
+    // Tokens that log every balance change: a head re-reads the balances of the venues that
+    // trade them, the lenders, the executor and the operator only where its logs name them.
+    for t in &chain.tokens {
+        let (true, Some(layout)) = (t.balances_in_logs, sim.layouts().get(&t.address)) else {
+            continue;
+        };
+        let holders = chain
+            .venues
+            .iter()
+            .filter(|v| v.base == t.symbol || v.quote == t.symbol)
+            .map(|v| v.address)
+            .chain(market.lenders.iter().map(|l| l.address))
+            .chain([executor, operator]);
+        refresher.map_balances(t.address, holders, |h| layout.balance_slot(h));
+    }
     let anchor = strategies
         .triangle
         .enabled

@@ -85,6 +85,9 @@ pub struct ScreenedRoute {
     pub profitable: bool,
     /// The executor route's calldata at `amount_in`.
     pub input: Bytes,
+    /// The executor route's calldata at every input the sizing evaluated natively, in order
+    /// (what a bot without native venue math would ask a node to evaluate instead).
+    pub probes: Vec<Bytes>,
 }
 
 /// Every route the engine screened for one event (sent once the event is handled).

@@ -45,12 +45,25 @@ pub(super) struct XState {
     /// One-way legs through every pool are still being read ahead (from the link on).
     warm_legs: bool,
     warm_rounds: u8,
+    /// The keys the last read-ahead round asked for: a round that finds exactly these still
+    /// missing ran before they landed (a head came first) and does not count.
+    warm_asked: Vec<crate::state::StateKey>,
+    /// Rounds that found the last round's keys still missing.
+    warm_stalls: u8,
     /// Bridge transfers waiting for state a cold read is fetching, with their tries.
     bridge_waiting: Vec<(BridgeOrder, u8)>,
 }
 
-/// Discovery rounds spent reading ahead a bridge transfer's state.
-const WARM_ROUNDS: u8 = 4;
+/// Discovery rounds spent reading ahead a bridge transfer's state (each round reads the keys the
+/// last one reached; a transfer's call path is about five deep).
+const WARM_ROUNDS: u8 = 8;
+/// Rounds that may run before the last round's keys land (heads arriving first) before the
+/// read-ahead gives up on them.
+const WARM_STALLS: u8 = 16;
+/// A transfer of this many USD's worth of each token is what the read-ahead runs: a nominal
+/// amount that still pays the bridge's fee (an amount of 1 rounds the fee to zero and skips
+/// the fee's state).
+const WARM_BRIDGE_USD: f64 = 100.0;
 
 /// Landed legs remembered for a reorg to orphan (far more than land within any reorg window).
 const LANDED_KEPT: usize = 256;
@@ -64,6 +77,8 @@ impl Engine {
                 // Read ahead what a leg through each pool needs, so the first spread is provable.
                 self.x.warm_legs = true;
                 self.x.warm_rounds = 0;
+                self.x.warm_asked.clear();
+                self.x.warm_stalls = 0;
                 // The coordinator's first view of this chain: the current head.
                 if let Some(head) = self.cache.head().copied() {
                     self.x_publish(&head);
@@ -76,6 +91,8 @@ impl Engine {
             XControl::Warm(routes) => {
                 self.x.warm = routes;
                 self.x.warm_rounds = 0;
+                self.x.warm_asked.clear();
+                self.x.warm_stalls = 0;
                 self.x_warm();
             }
         }
@@ -96,7 +113,7 @@ impl Engine {
                 calls.push(LegCall::Bridge {
                     bridge: *bridge,
                     token: t.address,
-                    amount: U256::from(1u8),
+                    amount: t.raw_for_usd(WARM_BRIDGE_USD).max(U256::ONE),
                     dst_chain_id: *dst,
                 });
             }
@@ -144,12 +161,22 @@ impl Engine {
             }
             bs.view().take_misses()
         };
+        if !missing.is_empty() && missing == self.x.warm_asked {
+            // The last round's keys have not landed yet: wait for them (a few heads at most).
+            self.x.warm_stalls += 1;
+            if self.x.warm_stalls >= WARM_STALLS {
+                self.x.warm.clear();
+                self.x.warm_legs = false;
+            }
+            return;
+        }
         self.x.warm_rounds += 1;
         if missing.is_empty() || self.x.warm_rounds >= WARM_ROUNDS {
             self.x.warm.clear();
             self.x.warm_legs = false;
         }
         if !missing.is_empty() {
+            self.x.warm_asked.clone_from(&missing);
             let _ = self.feeder.send(super::FeederCmd::Watch(missing));
         }
     }

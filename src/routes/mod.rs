@@ -35,7 +35,7 @@ use smallvec::SmallVec;
 use crate::venues::{Pool, QuoteCtx, Side, Venue, VenueError};
 
 pub use error::{RouteError, SizingError};
-pub use sizing::{SizedTrade, SizingLimits, SizingMethod, size};
+pub use sizing::{SizedTrade, SizingLimits, SizingMethod, size, size_traced};
 
 /// Fewest hops in a route.
 pub const MIN_HOPS: usize = 2;

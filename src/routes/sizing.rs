@@ -167,7 +167,22 @@ pub fn size(
     limits: &SizingLimits,
     ctx: &QuoteCtx,
 ) -> Result<SizedTrade, SizingError> {
-    size_with(pools, route, limits, ctx, true)
+    size_with(pools, route, limits, ctx, true, None)
+}
+
+/// As [`size`], appending every input it evaluated to `trace`, in order (the quotes a sizer
+/// without native math would ask a node for: the bench's eth_call baseline replays them).
+///
+/// # Errors
+/// As [`size`].
+pub fn size_traced(
+    pools: &[Pool],
+    route: &Route,
+    limits: &SizingLimits,
+    ctx: &QuoteCtx,
+    trace: &mut Vec<U256>,
+) -> Result<SizedTrade, SizingError> {
+    size_with(pools, route, limits, ctx, true, Some(trace))
 }
 
 /// As [`size`] with the closed forms off (tests and benches compare the two paths).
@@ -181,7 +196,7 @@ pub fn size_by_search(
     limits: &SizingLimits,
     ctx: &QuoteCtx,
 ) -> Result<SizedTrade, SizingError> {
-    size_with(pools, route, limits, ctx, false)
+    size_with(pools, route, limits, ctx, false, None)
 }
 
 fn size_with(
@@ -190,6 +205,7 @@ fn size_with(
     limits: &SizingLimits,
     ctx: &QuoteCtx,
     closed_forms: bool,
+    mut trace: Option<&mut Vec<U256>>,
 ) -> Result<SizedTrade, SizingError> {
     route.check_indices(pools.len())?;
     if limits.max_in.is_zero() {
@@ -205,6 +221,9 @@ fn size_with(
     }
     let fee_bps = U256::from(limits.input_fee_bps);
     let mut ev = Evaluator::new(|x: U256| {
+        if let Some(t) = trace.as_deref_mut() {
+            t.push(x);
+        }
         run_route(pools, route, x, ctx, |_, _| ()).map(|out| {
             if fee_bps.is_zero() {
                 return out;

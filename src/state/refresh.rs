@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use alloy::primitives::{Address, B256, U256};
+use alloy::primitives::{Address, B256, U256, map::HashMap};
 
 use super::{BlockInfo, BlockRef, ReadRequest, SourceError, StateKey, StateSource, StateUpdate};
 
@@ -45,7 +45,6 @@ struct Watched {
 
 /// Owns the watch list and the recent head chain; turns heads into [`StateUpdate`]s. See the
 /// [module docs](super).
-#[derive(Debug)]
 pub struct Refresher<S> {
     source: S,
     cfg: RefresherConfig,
@@ -53,10 +52,29 @@ pub struct Refresher<S> {
     flat: Vec<(Address, U256)>,
     flat_dirty: bool,
     new_keys: BTreeSet<StateKey>,
-    history: VecDeque<(BlockRef, Vec<Address>)>,
+    history: VecDeque<BlockInfo>,
     head: Option<BlockRef>,
     full_pending: bool,
     rng: fastrand::Rng,
+    /// `(token, slot)` → the holder whose balance it holds, for tokens that name every balance
+    /// change in their logs.
+    holder_of: HashMap<(Address, U256), Address>,
+    /// `(token, holder)` → the slot of the holder's balance (the inverse of `holder_of`).
+    slot_of: HashMap<(Address, Address), U256>,
+    /// For each mapped token, its watched slots that hold no declared holder's balance (read
+    /// whenever the token is touched; the mapped ones only for the holders a block names).
+    unmapped: HashMap<Address, BTreeSet<U256>>,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for Refresher<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Refresher")
+            .field("source", &self.source)
+            .field("head", &self.head)
+            .field("watched_addresses", &self.watch.len())
+            .field("mapped_balances", &self.holder_of.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<S: StateSource> Refresher<S> {
@@ -74,6 +92,9 @@ impl<S: StateSource> Refresher<S> {
             head: None,
             full_pending: true,
             rng,
+            holder_of: HashMap::default(),
+            slot_of: HashMap::default(),
+            unmapped: HashMap::default(),
         };
         let always = r.cfg.always.clone();
         r.watch(always.into_iter().map(StateKey::Account));
@@ -95,6 +116,39 @@ impl<S: StateSource> Refresher<S> {
         self.watch.values().map(|w| w.slots.len()).sum()
     }
 
+    /// Number of token balance slots whose holder is known (see [`Refresher::map_balances`]).
+    pub fn mapped_balances(&self) -> usize {
+        self.holder_of.len()
+    }
+
+    /// Declares that every change of `token`'s balances is named in the token's logs (ERC-20
+    /// `Transfer`s name both holders) and that the balance of each of `holders` lives at
+    /// `slot_of(holder)`. From then on a head that touches the token re-reads such a balance
+    /// slot only when the block's logs name its holder (or the block touched the holder
+    /// otherwise); every other watched slot of the token (supply, allowances, balances of holders
+    /// not declared) is re-read as before. Blocks whose [`BlockInfo::names_holders`] is false are
+    /// read whole. Not for rebasing or other tokens that move balances silently.
+    pub fn map_balances(
+        &mut self,
+        token: Address,
+        holders: impl IntoIterator<Item = Address>,
+        slot_of: impl Fn(Address) -> U256,
+    ) {
+        for h in holders {
+            let slot = slot_of(h);
+            self.holder_of.insert((token, slot), h);
+            self.slot_of.insert((token, h), slot);
+        }
+        let watched = self.watch.get(&token).map(|w| &w.slots);
+        let unmapped = watched
+            .into_iter()
+            .flatten()
+            .filter(|s| !self.holder_of.contains_key(&(token, **s)))
+            .copied()
+            .collect();
+        self.unmapped.insert(token, unmapped);
+    }
+
     /// Watches `keys` from now on; keys not watched before are read with the next update.
     pub fn watch(&mut self, keys: impl IntoIterator<Item = StateKey>) {
         for key in keys {
@@ -105,6 +159,11 @@ impl<S: StateSource> Refresher<S> {
                     let new = w.slots.insert(s);
                     if new {
                         self.flat.push((a, s));
+                        if let Some(u) = self.unmapped.get_mut(&a)
+                            && !self.holder_of.contains_key(&(a, s))
+                        {
+                            u.insert(s);
+                        }
                     }
                     new
                 }
@@ -125,6 +184,11 @@ impl<S: StateSource> Refresher<S> {
                 self.flat_dirty = true;
             }
             self.new_keys.retain(|k| k.address() != *a);
+        }
+        if !self.holder_of.is_empty() {
+            self.holder_of.retain(|(t, _), h| !addresses.contains(t) && !addresses.contains(h));
+            self.slot_of.retain(|(t, h), _| !addresses.contains(t) && !addresses.contains(h));
+            self.unmapped.retain(|t, _| !addresses.contains(t));
         }
     }
 
@@ -152,7 +216,7 @@ impl<S: StateSource> Refresher<S> {
         if self.new_keys.is_empty() {
             return Ok(None);
         }
-        let req = self.request_for(&[], true);
+        let req = self.request_for(&[], true, false);
         let read = self.source.read(head.hash, &req).await?;
         self.mark_read(&read.accounts);
         self.new_keys.clear();
@@ -176,7 +240,7 @@ impl<S: StateSource> Refresher<S> {
     /// [`RefreshError`] when the source fails (e.g. a lagging node that does not know `hash`);
     /// the refresher keeps its previous head and nothing is half-applied.
     pub async fn on_head(&mut self, hash: B256) -> Result<Option<StateUpdate>, RefreshError> {
-        if self.history.iter().any(|(b, _)| b.hash == hash) {
+        if self.history.iter().any(|b| b.block.hash == hash) {
             return Ok(None);
         }
         let info = self.source.block(hash).await?;
@@ -190,10 +254,10 @@ impl<S: StateSource> Refresher<S> {
         let mut branch = vec![info];
         let ancestor = loop {
             let tip = &branch[branch.len() - 1].block;
-            if let Some((b, _)) = self.history.iter().find(|(b, _)| b.hash == tip.parent_hash) {
-                break *b;
+            if let Some(b) = self.history.iter().find(|b| b.block.hash == tip.parent_hash) {
+                break b.block;
             }
-            let oldest = self.history.front().map_or(head.number, |(b, _)| b.number);
+            let oldest = self.history.front().map_or(head.number, |b| b.block.number);
             if tip.number <= oldest || branch.len() > self.cfg.reorg_window {
                 // Deeper than our history: start over from a full read at the new head.
                 let info = branch.swap_remove(0);
@@ -204,20 +268,19 @@ impl<S: StateSource> Refresher<S> {
         };
         branch.reverse();
         let mut touched: BTreeSet<Address> = BTreeSet::new();
-        let orphaned: Vec<(BlockRef, Vec<Address>)> =
-            self.history.iter().filter(|(b, _)| b.number > ancestor.number).cloned().collect();
-        for (_, t) in &orphaned {
-            touched.extend(t.iter().copied());
-        }
-        for b in &branch {
+        // Balances are narrowed to the holders named only when every block re-read (orphaned
+        // ones included) named its holders.
+        let mut named = true;
+        for b in self.history.iter().filter(|b| b.block.number > ancestor.number).chain(&branch) {
             touched.extend(b.touched.iter().copied());
+            named &= b.names_holders;
         }
         let new_head = branch[branch.len() - 1].block;
         touched.insert(new_head.coinbase);
         self.watch([StateKey::Account(new_head.coinbase)]);
         let touched: Vec<Address> = touched.into_iter().collect();
         let touched_out = touched.clone();
-        let mut req = self.request_for(&touched, true);
+        let mut req = self.request_for(&touched, true, named);
         let samples = self.sample(&touched);
         let n_main = req.slots.len();
         req.slots.extend(samples.iter().copied());
@@ -225,10 +288,8 @@ impl<S: StateSource> Refresher<S> {
         let samples = read.slots.split_off(n_main);
         self.mark_read(&read.accounts);
         self.new_keys.clear();
-        self.history.retain(|(b, _)| b.number <= ancestor.number);
-        for b in branch {
-            self.history.push_back((b.block, b.touched));
-        }
+        self.history.retain(|b| b.block.number <= ancestor.number);
+        self.history.extend(branch);
         while self.history.len() > self.cfg.reorg_window {
             self.history.pop_front();
         }
@@ -249,16 +310,17 @@ impl<S: StateSource> Refresher<S> {
     async fn full(&mut self, info: BlockInfo) -> Result<StateUpdate, RefreshError> {
         self.watch([StateKey::Account(info.block.coinbase)]);
         let all: Vec<Address> = self.watch.keys().copied().collect();
-        let req = self.request_for(&all, false);
+        let req = self.request_for(&all, false, false);
         let read = self.source.read(info.block.hash, &req).await?;
         self.mark_read(&read.accounts);
         self.new_keys.clear();
         self.full_pending = false;
         self.history.clear();
-        self.history.push_back((info.block, info.touched));
-        self.head = Some(info.block);
+        let block = info.block;
+        self.history.push_back(info);
+        self.head = Some(block);
         Ok(StateUpdate {
-            head: info.block,
+            head: block,
             ancestor: None,
             full: true,
             accounts: read.accounts,
@@ -269,9 +331,10 @@ impl<S: StateSource> Refresher<S> {
         })
     }
 
-    /// Every watched key of `addresses`, the always-fresh accounts and (with `new`) the keys
-    /// watched since the last read.
-    fn request_for(&self, addresses: &[Address], new: bool) -> ReadRequest {
+    /// Every watched key of `addresses` (sorted), the always-fresh accounts and (with `new`) the
+    /// keys watched since the last read. With `named`, a mapped token's balance slot of a holder
+    /// not in `addresses` is left out (the block's logs did not name it: it did not change).
+    fn request_for(&self, addresses: &[Address], new: bool, named: bool) -> ReadRequest {
         let mut accounts: BTreeSet<Address> = BTreeSet::new();
         let mut slots: BTreeSet<(Address, U256)> = BTreeSet::new();
         for a in addresses.iter().chain(&self.cfg.always) {
@@ -279,7 +342,21 @@ impl<S: StateSource> Refresher<S> {
                 if w.account {
                     accounts.insert(*a);
                 }
-                slots.extend(w.slots.iter().map(|s| (*a, *s)));
+                match self.unmapped.get(a).filter(|_| named) {
+                    // A mapped token: the slots of no declared holder, and the balances of the
+                    // holders the block names (never a scan of every holder's balance).
+                    Some(unmapped) => {
+                        slots.extend(unmapped.iter().map(|s| (*a, *s)));
+                        for h in addresses {
+                            if let Some(s) = self.slot_of.get(&(*a, *h))
+                                && w.slots.contains(s)
+                            {
+                                slots.insert((*a, *s));
+                            }
+                        }
+                    }
+                    None => slots.extend(w.slots.iter().map(|s| (*a, *s))),
+                }
             }
         }
         if new {

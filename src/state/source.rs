@@ -258,13 +258,28 @@ pub struct SourceStats {
 }
 
 /// A block and the addresses its transactions touched, as far as the header, the transactions and
-/// the logs tell: senders, recipients, and log emitters.
+/// the logs tell: senders, recipients, log emitters and (with `names_holders`) every address a log
+/// names in an indexed topic.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BlockInfo {
     /// The block.
     pub block: BlockRef,
     /// Addresses touched (deduplicated, sorted).
     pub touched: Vec<Address>,
+    /// Whether `touched` also holds every address named in an indexed topic of the block's logs
+    /// (the `from` and `to` of ERC-20 `Transfer`s, the owner of an `Approval`, a WETH `Deposit`'s
+    /// holder): then a token's balance slot of a holder its logs do not name did not change in
+    /// this block, and a head re-reads only the named holders' balances (see
+    /// [`Refresher::map_balances`](super::Refresher::map_balances)). False for blocks recorded
+    /// before holders were kept: every watched slot of a touched token is re-read.
+    pub names_holders: bool,
+}
+
+/// The address in an indexed log topic, when the topic is shaped like one (its first 12 bytes
+/// zero and the rest not).
+fn topic_address(topic: &B256) -> Option<Address> {
+    let (pad, rest) = topic.0.split_at(12);
+    (pad.iter().all(|b| *b == 0) && rest.iter().any(|b| *b != 0)).then(|| Address::from_slice(rest))
 }
 
 /// What to read at a block.
@@ -540,7 +555,12 @@ pub(crate) fn block_info(block: &Block, logs: &[Log]) -> BlockInfo {
             touched.push(to);
         }
     }
-    touched.extend(logs.iter().map(|l| l.address()));
+    for l in logs {
+        touched.push(l.address());
+        // Holders the log names (a token's balance changes come with one): `Transfer(from, to)`,
+        // `Approval(owner, spender)`, `Deposit(holder)` and the like.
+        touched.extend(l.topics().iter().skip(1).filter_map(topic_address));
+    }
     touched.sort_unstable();
     touched.dedup();
     BlockInfo {
@@ -556,6 +576,7 @@ pub(crate) fn block_info(block: &Block, logs: &[Log]) -> BlockInfo {
             prevrandao: h.mix_hash,
         },
         touched,
+        names_holders: true,
     }
 }
 

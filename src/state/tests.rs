@@ -197,3 +197,127 @@ fn the_view_reads_through_the_overlay_and_records_misses() {
     assert_eq!((info.balance, info.nonce), (U256::from(7), 1));
     assert_eq!(v.code_by_hash(info.code_hash).map(|c| c.original_bytes().len()), Ok(2));
 }
+
+/// A state source answering every key with zero, recording what it was asked.
+#[derive(Debug, Default)]
+struct MemSource {
+    blocks: Vec<BlockInfo>,
+    reads: std::sync::Mutex<Vec<ReadRequest>>,
+}
+
+impl StateSource for MemSource {
+    async fn block(&self, hash: B256) -> Result<BlockInfo, SourceError> {
+        self.blocks.iter().find(|b| b.block.hash == hash).cloned().ok_or_else(|| {
+            SourceError::UnknownBlock { block: hash.to_string(), detail: "not in the test".into() }
+        })
+    }
+
+    async fn latest(&self) -> Result<BlockInfo, SourceError> {
+        Ok(self.blocks[0].clone())
+    }
+
+    async fn read(&self, _at: B256, req: &ReadRequest) -> Result<ReadSet, SourceError> {
+        self.reads.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(req.clone());
+        Ok(ReadSet {
+            accounts: req
+                .accounts
+                .iter()
+                .map(|(a, code)| AccountRead {
+                    address: *a,
+                    code: code.then(Bytes::new),
+                    ..Default::default()
+                })
+                .collect(),
+            slots: req.slots.iter().map(|(a, s)| (*a, *s, U256::ZERO)).collect(),
+        })
+    }
+}
+
+/// A head that touches a token re-reads the balance slots of the holders its logs name, the
+/// token's other slots and the balances of holders it cannot place, and skips the balances of
+/// declared holders it does not name; a block recorded without named holders is read whole.
+#[test]
+fn a_token_touched_by_a_head_rereads_only_the_holders_its_logs_name() {
+    let (token, named, quiet, victim) = (
+        Address::repeat_byte(0x70),
+        Address::repeat_byte(1),
+        Address::repeat_byte(2),
+        Address::repeat_byte(3),
+    );
+    let slot_of = |h: Address| U256::from_be_bytes(alloy::primitives::keccak256(h).0);
+    let supply = U256::from(2);
+    let genesis = BlockRef { number: 1, hash: B256::repeat_byte(1), ..Default::default() };
+    let b2 = block(2, 2, &genesis);
+    let b3 = block(3, 3, &b2);
+    let info = |block: BlockRef, touched: Vec<Address>, names_holders: bool| BlockInfo {
+        block,
+        touched,
+        names_holders,
+    };
+    let source = MemSource {
+        blocks: vec![
+            info(genesis, vec![], true),
+            info(b2, vec![named, token], true),
+            info(b3, vec![token], false),
+        ],
+        ..Default::default()
+    };
+    let cfg = RefresherConfig { samples_per_block: 0, ..RefresherConfig::default() };
+    let mut r = Refresher::new(source, cfg);
+    let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    rt.block_on(async {
+        r.start().await.expect("start");
+        r.watch([
+            StateKey::Account(token),
+            StateKey::Slot(token, supply),
+            StateKey::Slot(token, slot_of(named)),
+            StateKey::Slot(token, slot_of(quiet)),
+            StateKey::Slot(token, slot_of(victim)),
+            StateKey::Account(named),
+            StateKey::Account(quiet),
+        ]);
+        r.map_balances(token, [named, quiet], slot_of);
+        assert_eq!(r.mapped_balances(), 2);
+        r.prefetch().await.expect("prefetch");
+        let slots_read = |r: &Refresher<MemSource>| -> Vec<U256> {
+            let reads = r.source().reads.lock().expect("reads");
+            let mut s: Vec<U256> =
+                reads.last().expect("a read").slots.iter().map(|k| k.1).collect();
+            s.sort_unstable();
+            s
+        };
+        let mut want = vec![supply, slot_of(named), slot_of(victim)];
+        want.sort_unstable();
+        let u = r.on_head(b2.hash).await.expect("b2").expect("an update");
+        assert!(u.touched.contains(&named));
+        assert_eq!(slots_read(&r), want, "the quiet holder's balance is not re-read");
+        r.on_head(b3.hash).await.expect("b3").expect("an update");
+        let mut all = vec![supply, slot_of(named), slot_of(quiet), slot_of(victim)];
+        all.sort_unstable();
+        assert_eq!(slots_read(&r), all, "a block without named holders is read whole");
+    });
+}
+
+/// A block's touched addresses include the holders its logs name in indexed topics (a
+/// `Transfer`'s `from` and `to`), not the event signature or a zero topic, and the block says so.
+#[test]
+fn block_info_names_the_holders_of_its_logs() {
+    use alloy::primitives::{LogData, b256};
+    let transfer = b256!("ddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef");
+    let (token, from, to) =
+        (Address::repeat_byte(0x70), Address::repeat_byte(1), Address::repeat_byte(2));
+    let log = alloy::rpc::types::Log {
+        inner: alloy::primitives::Log {
+            address: token,
+            data: LogData::new_unchecked(
+                vec![transfer, from.into_word(), to.into_word(), B256::ZERO],
+                Bytes::new(),
+            ),
+        },
+        ..Default::default()
+    };
+    let block = alloy::rpc::types::Block::<alloy::rpc::types::Transaction>::default();
+    let info = super::source::block_info(&block, &[log]);
+    assert!(info.names_holders);
+    assert_eq!(info.touched, vec![from, to, token]);
+}

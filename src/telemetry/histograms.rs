@@ -45,6 +45,12 @@ impl EventKind {
 pub enum Stage {
     /// Decoding the WS frame into an event.
     Decode,
+    /// Heads only: the head's state read by the feeder thread, from the frame's arrival to the
+    /// update being handed to the engine (the hand-off to the feeder included).
+    Fetch,
+    /// Waiting between threads: from the hand-off to the engine (the feeder's update, or the
+    /// pending transaction's arrival) to the engine taking the event up.
+    Handoff,
     /// Applying the head or pending diff to the fork cache.
     StateApply,
     /// Re-quoting changed pools and screening affected routes.
@@ -65,8 +71,10 @@ pub enum Stage {
 
 impl Stage {
     /// Every stage, in index order.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 11] = [
         Self::Decode,
+        Self::Fetch,
+        Self::Handoff,
         Self::StateApply,
         Self::Screen,
         Self::Size,
@@ -81,6 +89,8 @@ impl Stage {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Decode => "decode",
+            Self::Fetch => "fetch",
+            Self::Handoff => "handoff",
             Self::StateApply => "state_apply",
             Self::Screen => "screen",
             Self::Size => "size",
@@ -196,38 +206,117 @@ impl StageHistograms {
     }
 }
 
-/// Where the engine publishes its histograms for the metrics server. The engine calls
-/// [`publish`](Self::publish) every few hundred ms; it only ever `try_lock`s, so it never waits
-/// on the server (a publish that finds the server reading is skipped and retried next time).
-#[derive(Debug, Clone, Default)]
+/// Where the engine publishes its histograms for the metrics server (and the bench), off its
+/// hot path.
+///
+/// The engine records into its own [`StageHistograms`] and, every few hundred ms, hands them over
+/// whole with [`publish`](Self::publish): a swap with an empty set this side keeps ready, so the
+/// engine thread never copies or merges megabytes of counters (a copy of every histogram took over
+/// a millisecond, and an event arriving meanwhile waited for it). A merger thread adds each
+/// handed-over set into the running total readers see, empties it and gives it back as the next
+/// spare. Publishing never waits on a reader or on the merger: with no spare ready it is skipped
+/// and the engine keeps recording into the set it holds.
+#[derive(Debug, Clone)]
 pub struct SharedHistograms {
-    latest: Arc<Mutex<Option<StageHistograms>>>,
+    inner: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    total: Arc<Mutex<Option<StageHistograms>>>,
+    /// Sets handed over, to the merger.
+    deltas: crossbeam_channel::Sender<StageHistograms>,
+    /// Emptied sets, back from the merger.
+    spares: crossbeam_channel::Receiver<StageHistograms>,
+    /// Sets handed over and not merged yet.
+    pending: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Default for SharedHistograms {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Adds `delta` into `total` (creating it) and empties `delta`.
+fn merge_into(total: &Mutex<Option<StageHistograms>>, delta: &mut StageHistograms) {
+    let mut slot = total.lock().unwrap_or_else(PoisonError::into_inner);
+    match slot.as_mut() {
+        // Cannot fail: both sides share their bounds.
+        Some(t) => {
+            let _ = t.merge(delta);
+        }
+        None => *slot = Some(delta.clone()),
+    }
+    drop(slot);
+    delta.reset();
 }
 
 impl SharedHistograms {
-    /// Nothing published yet.
+    /// Nothing published yet; starts the merger thread (it ends with the last clone).
     pub fn new() -> Self {
-        Self::default()
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let total = Arc::new(Mutex::new(None));
+        let pending = Arc::new(AtomicUsize::new(0));
+        let (deltas, deltas_rx) = crossbeam_channel::bounded::<StageHistograms>(2);
+        let (spares_tx, spares) = crossbeam_channel::bounded(2);
+        if let Ok(h) = StageHistograms::new() {
+            let _ = spares_tx.try_send(h);
+        }
+        let (t, p) = (total.clone(), pending.clone());
+        let merger = std::thread::Builder::new().name("hist-merge".into()).spawn(move || {
+            for mut delta in deltas_rx {
+                merge_into(&t, &mut delta);
+                // The spare is back before the set counts as merged: a reader that saw it
+                // merged can publish again at once.
+                let _ = spares_tx.try_send(delta);
+                p.fetch_sub(1, Ordering::AcqRel);
+            }
+        });
+        if let Err(e) = merger {
+            tracing::warn!(error = %e, "no histogram merger thread: stage latencies are not published");
+        }
+        Self { inner: Arc::new(Shared { total, deltas, spares, pending }) }
     }
 
-    /// Copies `hists` in unless the server is reading right now; returns whether it did.
-    pub fn publish(&self, hists: &StageHistograms) -> bool {
-        match self.latest.try_lock() {
-            Ok(mut slot) => {
-                match slot.as_mut() {
-                    Some(latest) => latest.clone_from(hists),
-                    None => *slot = Some(hists.clone()),
-                }
-                true
+    /// Hands over what `hists` recorded since the last publish (`hists` is left empty to record
+    /// on) unless no emptied set is ready (the merger is behind); returns whether it did. With
+    /// `force` (a stopping engine's last publish) a new empty set stands in for a missing spare.
+    pub fn publish(&self, hists: &mut StageHistograms, force: bool) -> bool {
+        use std::sync::atomic::Ordering;
+        let spare = match self.inner.spares.try_recv() {
+            Ok(s) => s,
+            Err(_) if force => match StageHistograms::new() {
+                Ok(s) => s,
+                Err(_) => return false,
+            },
+            Err(_) => return false,
+        };
+        let delta = std::mem::replace(hists, spare);
+        self.inner.pending.fetch_add(1, Ordering::AcqRel);
+        match self.inner.deltas.try_send(delta) {
+            Ok(()) => true,
+            Err(e) => {
+                // The merger is gone or behind: keep recording into what was handed over.
+                self.inner.pending.fetch_sub(1, Ordering::AcqRel);
+                *hists = e.into_inner();
+                false
             }
-            Err(_) => false,
         }
     }
 
-    /// Runs `f` on the latest published histograms (`None` before the first publish), holding
-    /// the lock for as long as `f` runs: keep it short.
+    /// Runs `f` on the running total of everything published (`None` before the first
+    /// publish), once the merger has added what was handed over (waiting at most a second);
+    /// holds the lock for as long as `f` runs: keep it short.
     pub fn with_latest<R>(&self, f: impl FnOnce(Option<&StageHistograms>) -> R) -> R {
-        let slot = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
+        use std::sync::atomic::Ordering;
+        let start = Instant::now();
+        while self.inner.pending.load(Ordering::Acquire) > 0
+            && start.elapsed() < std::time::Duration::from_secs(1)
+        {
+            std::thread::sleep(std::time::Duration::from_micros(100));
+        }
+        let slot = self.inner.total.lock().unwrap_or_else(PoisonError::into_inner);
         f(slot.as_ref())
     }
 }

@@ -47,22 +47,36 @@ fn percentiles_of_known_data() {
 }
 
 #[test]
-fn publish_never_waits_on_a_reader() {
+fn publish_hands_over_and_never_waits_on_a_reader() {
     let shared = SharedHistograms::new();
     let mut h = StageHistograms::new().unwrap();
     h.record(EventKind::Head, Stage::Decode, 5);
     assert!(shared.with_latest(|l| l.is_none()));
-    assert!(shared.publish(&h));
-    // While the server reads, a publish is skipped rather than blocking.
+    assert!(shared.publish(&mut h, false));
+    assert_eq!(h.percentiles(EventKind::Head, Stage::Decode).count, 0, "handed over whole");
+    // While a reader holds the total, a publish still hands over at once; the merger adds it
+    // once the reader is done.
     shared.with_latest(|latest| {
         assert_eq!(latest.unwrap().percentiles(EventKind::Head, Stage::Decode).count, 1);
-        assert!(!shared.publish(&h));
+        h.record(EventKind::Head, Stage::Decode, 7);
+        let t = std::time::Instant::now();
+        assert!(shared.publish(&mut h, false));
+        assert!(t.elapsed() < std::time::Duration::from_millis(100), "never waits");
     });
-    h.record(EventKind::Head, Stage::Decode, 5);
-    assert!(shared.publish(&h));
     assert_eq!(
         shared.with_latest(|l| l.unwrap().percentiles(EventKind::Head, Stage::Decode).count),
         2
+    );
+    // Spares come back from the merger: publishing goes on.
+    for _ in 0..10 {
+        h.record(EventKind::Head, Stage::Decode, 9);
+        assert!(shared.publish(&mut h, false));
+        shared.with_latest(|_| ());
+    }
+    assert_eq!(h.percentiles(EventKind::Head, Stage::Decode).count, 0);
+    assert_eq!(
+        shared.with_latest(|l| l.unwrap().percentiles(EventKind::Head, Stage::Decode).count),
+        12
     );
 }
 
@@ -206,7 +220,7 @@ fn exposition_parses_line_by_line() {
     for ns in [1_000, 2_000, 3_000] {
         h.record(EventKind::Head, Stage::EndToEnd, ns);
     }
-    histograms.publish(&h);
+    assert!(histograms.publish(&mut h, true));
     let exporter = Exporter { registry, health, histograms };
     let text = exporter.render_metrics();
     let s = parse_exposition(&text);

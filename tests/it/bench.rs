@@ -128,10 +128,22 @@ fn assert_every_stage(report: &serde_json::Value, stdout: &str) {
     for kind in ["head", "pending"] {
         let stages = report[kind]["stages"].as_array().unwrap();
         let names: Vec<_> = stages.iter().map(|s| s["stage"].as_str().unwrap()).collect();
-        assert_eq!(
-            names,
-            ["decode", "state_apply", "screen", "size", "sim", "risk", "sign", "end_to_end"]
-        );
+        let fetch: &[&str] = if kind == "head" { &["fetch"] } else { &[] };
+        let expected: Vec<&str> = ["decode"]
+            .into_iter()
+            .chain(fetch.iter().copied())
+            .chain([
+                "handoff",
+                "state_apply",
+                "screen",
+                "size",
+                "sim",
+                "risk",
+                "sign",
+                "end_to_end",
+            ])
+            .collect();
+        assert_eq!(names, expected);
         // The cassette holds depeg dumps and pending victims the replayed engine proves and
         // signs: every stage is timed, and its histogram holds every value.
         for s in stages {

@@ -91,7 +91,7 @@ async fn health_follows_connected_stale_halted_over_http() {
     metrics.candidates.add(5);
     let mut h = StageHistograms::new().unwrap();
     h.record(EventKind::Head, Stage::EndToEnd, 250_000);
-    assert!(histograms.publish(&h));
+    assert!(histograms.publish(&mut h, true));
     let (status, head, body) = http(addr, "GET", "/metrics").await;
     assert_eq!(status, 200);
     assert!(head.contains("text/plain; version=0.0.4"), "{head}");
