@@ -156,6 +156,58 @@ pub(crate) struct HopError {
 
 const INDEX_OUT_OF_RANGE: VenueError = VenueError::InvalidState("route pool index out of range");
 
+/// A hop's venue readied for many quotes on one unchanged state: a PMM pool's target regression
+/// and `1/i` done once ([`PmmPool::quoter`](crate::venues::pmm::PmmPool::quoter)).
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a few per sizing, on the stack: boxing the quoter would allocate on the hot path"
+)]
+enum Ready<'a> {
+    Pmm(crate::venues::pmm::PmmQuoter<'a>),
+    Other(&'a Pool),
+}
+
+/// A route whose venues are readied for the many evaluations of a size search: exactly
+/// [`run_route`] for every input, without redoing per-state work on each. Only for routes that
+/// visit each pool once (a revisit must see the earlier trade).
+pub(crate) struct ReadyRoute<'a> {
+    hops: SmallVec<[(Ready<'a>, Side); MAX_HOPS]>,
+}
+
+impl<'a> ReadyRoute<'a> {
+    /// `route` over `pools` readied; `None` when it revisits a pool or names one outside `pools`.
+    pub(crate) fn new(pools: &'a [Pool], route: &Route) -> Option<Self> {
+        if route.revisits {
+            return None;
+        }
+        let hops = route
+            .hops
+            .iter()
+            .map(|h| {
+                let ready = match pools.get(h.pool)? {
+                    Pool::Pmm(p) => Ready::Pmm(p.quoter()),
+                    other => Ready::Other(other),
+                };
+                Some((ready, h.side))
+            })
+            .collect::<Option<_>>()?;
+        Some(Self { hops })
+    }
+
+    /// The route's output for `amount_in` (as [`run_route`]).
+    pub(crate) fn run(&self, amount_in: U256, ctx: &QuoteCtx) -> Result<U256, HopError> {
+        let mut amount = amount_in;
+        for (hop, (venue, side)) in self.hops.iter().enumerate() {
+            let quote = match venue {
+                Ready::Pmm(q) => q.quote(*side, amount, ctx),
+                Ready::Other(p) => p.quote(*side, amount, ctx),
+            };
+            amount = quote.map_err(|error| HopError { hop, error, revisited: false })?.amount_out;
+        }
+        Ok(amount)
+    }
+}
+
 /// Runs the route on `amount_in`, calling `on_hop(hop, amount_out)` after every hop.
 pub(crate) fn run_route(
     pools: &[Pool],

@@ -45,7 +45,7 @@
 
 use alloy::primitives::{I256, U256, U512};
 
-use super::{HopError, Route, SizingError, run_route, signed_profit};
+use super::{HopError, ReadyRoute, Route, SizingError, run_route, signed_profit};
 use crate::venues::{
     Pool, QuoteCtx, Side, Venue, VenueError,
     pmm::PmmPool,
@@ -220,11 +220,17 @@ fn size_with(
         return Ok(SizedTrade::no_trade(SizingMethod::MidPriceBound, 0));
     }
     let fee_bps = U256::from(limits.input_fee_bps);
+    // The search quotes the same pools dozens of times on one state: per-state work once.
+    let ready = ReadyRoute::new(pools, route);
     let mut ev = Evaluator::new(|x: U256| {
         if let Some(t) = trace.as_deref_mut() {
             t.push(x);
         }
-        run_route(pools, route, x, ctx, |_, _| ()).map(|out| {
+        let out = match &ready {
+            Some(r) => r.run(x, ctx),
+            None => run_route(pools, route, x, ctx, |_, _| ()),
+        };
+        out.map(|out| {
             if fee_bps.is_zero() {
                 return out;
             }

@@ -749,6 +749,26 @@ fn sizing_matches_brute_force_on_random_mixed_routes() {
     assert!(stats.strict > stats.profitable / 2, "{stats:?}");
 }
 
+/// A readied route (PMM target regressions done once) gives exactly `run_route`'s output or
+/// refusal for every input, on random mixed routes from dust to past the reserves.
+#[test]
+fn a_readied_route_equals_the_plain_one() {
+    let mut rng = Rng(0x5eed);
+    let mut compared = 0u32;
+    for _ in 0..300 {
+        let (pools, route, _) = random_route(&mut rng);
+        let ready = super::ReadyRoute::new(&pools, &route).expect("no revisits");
+        for bits in [1usize, 20, 40, 60, 70, 80, 90, 100, 128, 200, 255] {
+            let x = (U256::ONE << bits) - U256::from(rng.below(1_000));
+            let plain =
+                super::run_route(&pools, &route, x, &CTX, |_, _| ()).map_err(|e| (e.hop, e.error));
+            assert_eq!(ready.run(x, &CTX).map_err(|e| (e.hop, e.error)), plain, "at {x}");
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 300 * 11);
+}
+
 // ------------------------------------------------------------------------------------------------
 // No panic on absurd input
 

@@ -22,9 +22,12 @@
 //!   source.
 //! - **Refresh** ([`Refresher`]): owns the watch list (which keys are cached) and the recent head
 //!   chain. Per head it re-reads only the keys of addresses the block touched (log emitters, senders
-//!   and recipients of its transactions, the always-fresh accounts such as the executor and its
-//!   operator), adds keys the engine found missing, and samples a few untouched keys for the
-//!   divergence check. A head whose parent is not the last head is walked back to the common
+//!   and recipients of its transactions, addresses its logs name in indexed topics, the
+//!   always-fresh accounts such as the executor and its operator), adds keys the engine found
+//!   missing, and samples a few untouched keys for the divergence check. Of a touched token whose
+//!   balance changes are all logged, only the balances of the holders the block names are re-read
+//!   ([`Refresher::map_balances`]), so the cost of a head follows what it did, not how many pools
+//!   hold the token. A head whose parent is not the last head is walked back to the common
 //!   ancestor; everything the orphaned blocks touched is re-read at the new head.
 //! - **Cache** ([`ForkCache`]): applies updates in order, keeps an undo log for the reorg window so
 //!   orphaned writes are dropped, compares the divergence sample with what it holds (a mismatch
