@@ -304,6 +304,10 @@ enum Command {
         /// so (warm-up is not bounded).
         #[arg(long, value_name = "SECS", default_value_t = cantilever::bench::SWEEP_BUDGET.as_secs())]
         sweep_budget: u64,
+        /// Run the engine busy-polling its inputs between events (`[engine] busy_poll`): no
+        /// wake-up on each event, one core kept at 100%.
+        #[arg(long)]
+        busy_poll: bool,
         /// Write the report as JSON.
         #[arg(long, value_name = "OUT")]
         json: Option<PathBuf>,
@@ -612,6 +616,7 @@ fn main() -> ExitCode {
             sweep_pools,
             sweep_rates,
             sweep_budget,
+            busy_poll,
             json,
             html,
         } => {
@@ -627,6 +632,7 @@ fn main() -> ExitCode {
                 baseline: !no_baseline,
                 rate,
                 rate_seconds,
+                busy_poll,
                 ..BenchOptions::new(events, config)
             };
             let sweep = sweep.then_some(SweepOptions {

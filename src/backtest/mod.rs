@@ -625,6 +625,8 @@ impl<S: StateSource + Clone + 'static> ChainRun<S> {
             prove_top: PROVE_TOP,
             ledger: Some(ledger.clone()),
             histograms: None,
+            // The backtest drives the engine directly, never through its loop.
+            busy_poll: false,
         };
         let engine = Engine::new(
             params,

@@ -109,6 +109,8 @@ pub struct BenchOptions {
     pub rate_seconds: f64,
     /// Stop sending events once the replay has run this long (the report says how many went in).
     pub budget: Option<Duration>,
+    /// Run the engine busy-polling its inputs ([`EngineConfig::busy_poll`]).
+    pub busy_poll: bool,
 }
 
 impl BenchOptions {
@@ -123,6 +125,7 @@ impl BenchOptions {
             rate: None,
             rate_seconds: RATE_SECONDS,
             budget: None,
+            busy_poll: false,
         }
     }
 }
@@ -241,6 +244,8 @@ pub struct BenchReport {
     pub pending: KindReport,
     /// Build profile (`debug` or `release`).
     pub profile: &'static str,
+    /// Whether the engine busy-polled its inputs instead of parking between events.
+    pub busy_poll: bool,
     /// The eth_call baseline on the same events (when asked).
     pub baseline: Option<BaselineReport>,
     /// How pending transactions were paced (`None`: lockstep).
@@ -289,8 +294,14 @@ impl std::fmt::Display for BenchReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "bench {} ({} profile): chain {}, {} venues ({} synthetic), {} routes",
-            self.cassette, self.profile, self.chain, self.venues, self.synthetic_pools, self.routes
+            "bench {} ({} profile{}): chain {}, {} venues ({} synthetic), {} routes",
+            self.cassette,
+            self.profile,
+            if self.busy_poll { ", engine busy-polling" } else { "" },
+            self.chain,
+            self.venues,
+            self.synthetic_pools,
+            self.routes
         )?;
         writeln!(
             f,
@@ -524,13 +535,14 @@ pub fn operator_of(note: &str) -> Option<Address> {
 }
 
 /// An engine configuration in shadow mode whose halt file does not exist.
-fn shadow_engine() -> EngineConfig {
+fn shadow_engine(busy_poll: bool) -> EngineConfig {
     let dir = std::env::temp_dir();
     EngineConfig {
         ledger_path: dir.join("cantilever-bench-unused.db"),
         halt_file: dir.join(format!("cantilever-bench-{}.halt", uuid::Uuid::new_v4())),
         dry_run: true,
         shadow: true,
+        busy_poll,
     }
 }
 
@@ -682,7 +694,7 @@ pub async fn run_cassette(
         chain: chain.clone(),
         strategies,
         risk,
-        engine: shadow_engine(),
+        engine: shadow_engine(o.busy_poll),
         operator,
         // A throwaway key: shadow mode signs, nothing is ever sent.
         signer: Some(PrivateKeySigner::random()),
@@ -802,6 +814,7 @@ pub async fn run_cassette(
         head: kind(EventKind::Head),
         pending: kind(EventKind::Pending),
         profile: if cfg!(debug_assertions) { "debug" } else { "release" },
+        busy_poll: o.busy_poll,
         baseline,
         pacing,
     })
@@ -918,7 +931,11 @@ impl<Q: Fn() -> usize> Driver<Q> {
                 }
             }
             sent += 1;
-            if !self.lock.settle(before) {
+            let settled = match &t.event {
+                Event::Head(h) => self.lock.settle_head(before, h.number),
+                _ => self.lock.settle(before),
+            };
+            if !settled {
                 unsettled += 1;
             }
             self.collect(i, &mut candidates);
@@ -999,10 +1016,24 @@ impl<Q: Fn() -> usize> Lockstep<Q> {
         self.settle_at(before + 1)
     }
 
+    /// Waits (as [`Lockstep::settle`]) until the engine has handled head `number` itself, not
+    /// only some input after `before`: a head goes through the feeder's state read first, and an
+    /// input the feeder had already queued for the previous head (state a cold-skipped
+    /// transaction asked for) may be handled meanwhile. Settling on it would send the next
+    /// pending transaction before its head, evaluated on the previous block.
+    pub(crate) fn settle_head(&self, before: u64, number: u64) -> bool {
+        self.settle_when(before + 1, || self.stats.last_head.load(Ordering::Acquire) >= number)
+    }
+
     /// Waits (as [`Lockstep::settle`]) until `target` inputs were handled and nothing is queued.
     pub(crate) fn settle_at(&self, target: u64) -> bool {
+        self.settle_when(target, || true)
+    }
+
+    fn settle_when(&self, target: u64, also: impl Fn() -> bool) -> bool {
         let done = || {
-            self.handled() >= target
+            also()
+                && self.handled() >= target
                 && self.heads.is_empty()
                 && self.pending.is_empty()
                 && (self.queued)() == 0

@@ -161,6 +161,7 @@ pub async fn record_engine(
         halt_file: dir.join(format!("cantilever-record-{}.halt", uuid::Uuid::new_v4())),
         dry_run: true,
         shadow: false,
+        busy_poll: false,
     };
     let opts = StartOptions {
         chain,
@@ -204,13 +205,20 @@ pub async fn record_engine(
                         recv(live_rx.heads) -> e => {
                             let Ok(event) = e else { break Ok(()) };
                             if let Err(e) = writer.event(&event) { break Err(e) }
-                            if let Event::Head(h) = &event {
-                                heads += 1;
-                                last = last.max(h.number);
-                            }
+                            let number = match &event {
+                                Event::Head(h) => {
+                                    heads += 1;
+                                    last = last.max(h.number);
+                                    Some(h.number)
+                                }
+                                _ => None,
+                            };
                             let before = lock.handled();
                             if rt.block_on(eng_tx.send_head(event, &counters)).is_err() { break Ok(()) }
-                            lock.settle(before);
+                            match number {
+                                Some(n) => lock.settle_head(before, n),
+                                None => lock.settle(before),
+                            };
                             if blocks.is_some_and(|n| last >= start_number + n) { break Ok(()) }
                         }
                         recv(live_rx.pending) -> e => {

@@ -210,6 +210,9 @@ pub struct EngineParams {
     pub ledger: Option<LedgerHandle>,
     /// Where stage histograms are published for the metrics server.
     pub histograms: Option<SharedHistograms>,
+    /// Poll the inputs between events instead of parking the thread
+    /// ([`EngineConfig::busy_poll`](crate::config::EngineConfig::busy_poll)).
+    pub busy_poll: bool,
 }
 
 /// The engine's state. Built on its thread by [`run_chain`] (or directly by tests and benches)
@@ -408,9 +411,31 @@ impl Engine {
         }
         self.stats.ready.store(true, Ordering::Release);
         let mut pending_open = true;
+        let mut idle_since = Instant::now();
         loop {
             let input = match blocks.try_recv() {
                 Ok(i) => i,
+                Err(crossbeam_channel::TryRecvError::Disconnected) if self.p.busy_poll => break,
+                Err(_) if self.p.busy_poll => {
+                    // Heads first, then pending transactions; between them the core stays on.
+                    if pending_open {
+                        match pending.try_recv() {
+                            Ok(crate::ingest::Event::Pending(p)) => Input::Pending(p),
+                            Ok(_) => continue,
+                            Err(crossbeam_channel::TryRecvError::Empty) => {
+                                self.spin(&mut idle_since);
+                                continue;
+                            }
+                            Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                                pending_open = false;
+                                continue;
+                            }
+                        }
+                    } else {
+                        self.spin(&mut idle_since);
+                        continue;
+                    }
+                }
                 Err(_) if pending_open => crossbeam_channel::select_biased! {
                     recv(blocks) -> m => match m { Ok(i) => i, Err(_) => break },
                     recv(pending) -> m => match m {
@@ -445,6 +470,16 @@ impl Engine {
 
     fn tick(&mut self) {
         self.hist_publish(false);
+    }
+
+    /// One idle turn of a busy-polling engine: a pause instruction, and the idle tick every
+    /// 200 ms as the parked loop has it.
+    fn spin(&mut self, idle_since: &mut Instant) {
+        std::hint::spin_loop();
+        if idle_since.elapsed() >= Duration::from_millis(200) {
+            self.tick();
+            *idle_since = Instant::now();
+        }
     }
 
     /// Runs the hot path once on this thread before the first event, with no effect on the

@@ -420,6 +420,7 @@ pub fn start<S: StateSource + 'static>(
         prove_top: o.prove_top,
         ledger: o.ledger,
         histograms: o.histograms,
+        busy_poll: o.engine.busy_poll,
     };
     let engine = Engine::new(params, cache, sim, market, cmd_tx, exec_tx, stats.clone())?;
     let pending_rx = events.pending;

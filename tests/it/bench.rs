@@ -162,6 +162,17 @@ fn assert_every_stage(report: &serde_json::Value, stdout: &str) {
     );
 }
 
+/// A busy-polling engine (`--busy-poll`) handles every event of the replay, times every stage
+/// and stops when the bench is done (its loop never parks).
+#[test]
+fn a_busy_polling_engine_replays_every_event_and_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let (report, _, stdout) = bench_cli(&["--no-baseline", "--busy-poll"], dir.path());
+    assert_every_stage(&report, &stdout);
+    assert_eq!(report["busy_poll"], true, "{stdout}");
+    assert!(stdout.contains("engine busy-polling"), "{stdout}");
+}
+
 /// The committed cassette replayed through the engine, with the eth_call baseline in the same
 /// run: every candidate the engine proved is evaluated again over RPC on anvil forked at the same
 /// block from the cassette, and both agree on status and gas for every one the engine
