@@ -36,7 +36,7 @@ pub mod xchain;
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, atomic::Ordering},
     time::{Duration, Instant},
 };
 
@@ -487,11 +487,16 @@ impl<S: StateSource> Driver<S> {
                     self.refresher.watch(keys);
                     match self.refresher.prefetch().await {
                         Ok(Some(update)) => {
-                            let msg = BlockMsg::new(update, Instant::now());
+                            let msg = BlockMsg::new(update, Instant::now()).answering_watch();
                             self.engine.handle(Input::Block(Box::new(msg)));
                         }
-                        Ok(None) => {}
-                        Err(e) => tracing::warn!(error = %e, "backtest: prefetch failed"),
+                        Ok(None) => {
+                            self.engine.stats().watches.fetch_sub(1, Ordering::AcqRel);
+                        }
+                        Err(e) => {
+                            self.engine.stats().watches.fetch_sub(1, Ordering::AcqRel);
+                            tracing::warn!(error = %e, "backtest: prefetch failed");
+                        }
                     }
                 }
                 FeederCmd::Unwatch(a) => self.refresher.unwatch(&a),

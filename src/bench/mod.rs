@@ -1010,8 +1010,10 @@ impl<Q: Fn() -> usize> Lockstep<Q> {
         self.stats.handled.load(Ordering::Acquire)
     }
 
-    /// Waits (polling every 20 µs, at most [`SETTLE`]) until an input beyond `before` was handled
-    /// and nothing is queued; false on timeout.
+    /// Waits (polling every 20 µs, at most [`SETTLE`]) until an input beyond `before` was handled,
+    /// nothing is queued and no state read the engine asked of the feeder is outstanding (a
+    /// cold-skipped transaction is retried on its answer before the next event, never at a
+    /// point that depends on thread timing); false on timeout.
     pub(crate) fn settle(&self, before: u64) -> bool {
         self.settle_at(before + 1)
     }
@@ -1033,6 +1035,7 @@ impl<Q: Fn() -> usize> Lockstep<Q> {
     fn settle_when(&self, target: u64, also: impl Fn() -> bool) -> bool {
         let done = || {
             also()
+                && self.stats.watches.load(Ordering::Acquire) == 0
                 && self.handled() >= target
                 && self.heads.is_empty()
                 && self.pending.is_empty()

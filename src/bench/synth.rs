@@ -20,8 +20,11 @@ use crate::{
 /// record, so the replay's own cost stays out of the engine's fetch latency): a key recorded at
 /// the block asked is answered from there; a key not recorded there is taken from the latest
 /// earlier block of `history` that recorded it (a value the recording engine did not re-read had
-/// not changed for it); a key never recorded (a token's balance slot of a synthetic pool, say)
-/// reads as zero. A recorded failure of the same read replays as it would from the cassette.
+/// not changed for it). A key never recorded at or before the block asked reads as zero when
+/// synthetic pools were added (a token's balance slot of a synthetic pool is never recorded);
+/// without them it fails the read as a miss, as the cassette would (a zero for a real key would
+/// be a state the chain never had). A recorded failure of the same read replays as it would
+/// from the cassette.
 ///
 /// A synthetic pool's own state is answered at the first block the source is asked about (the
 /// warm-up block) whatever block is asked: the copies are independent pools that no recorded
@@ -40,8 +43,8 @@ pub struct SynthSource {
     slots: Arc<Mutex<SlotMemo>>,
 }
 
-/// Slot → (history position answered at, value).
-type SlotMemo = HashMap<(Address, U256), (usize, U256)>;
+/// Slot → (history position answered at, value; `None`: not recorded by then).
+type SlotMemo = HashMap<(Address, U256), (usize, Option<U256>)>;
 
 impl SynthSource {
     /// `map`: synthetic address → the real pool it copies; `history`: the recording's block
@@ -68,7 +71,9 @@ impl SynthSource {
         std::iter::once(at).chain(self.history[..before].iter().rev().copied())
     }
 
-    fn account(&self, at: B256, address: Address, with_code: bool) -> AccountRead {
+    /// `address` at `at` as recorded there or at the latest earlier block; `None` when never
+    /// recorded by then.
+    fn account(&self, at: B256, address: Address, with_code: bool) -> Option<AccountRead> {
         let real = self.real(address);
         let mut found: Option<AccountRead> = None;
         for b in self.blocks_back(at) {
@@ -81,38 +86,57 @@ impl SynthSource {
                 break;
             }
         }
-        let mut a = found.unwrap_or_default();
+        let mut a = found?;
         a.address = address;
         if !with_code {
             a.code = None;
         } else if a.code.is_none() {
             a.code = Some(Default::default());
         }
-        a
+        Some(a)
     }
 
-    fn slot(&self, at: B256, address: Address, slot: U256) -> U256 {
+    /// `address`'s `slot` at `at` as recorded there or at the latest earlier block; `None` when
+    /// never recorded by then.
+    fn slot(&self, at: B256, address: Address, slot: U256) -> Option<U256> {
         let real = self.real(address);
         if let Some(v) = self.inner.slot_at(&at, real, slot) {
-            return v;
+            return Some(v);
         }
         let key = (real, slot);
-        let Some(&pos) = self.position.get(&at) else { return U256::ZERO };
+        let pos = *self.position.get(&at)?;
         let known = self.slots.lock().ok().and_then(|m| m.get(&key).copied());
         // A key answered at an earlier position needs only the blocks recorded since.
         let (from, fallback) = match known {
             Some((p, v)) if p <= pos => (p, v),
-            _ => (0, U256::ZERO),
+            _ => (0, None),
         };
         let value = self.history[from..pos]
             .iter()
             .rev()
             .find_map(|b| self.inner.slot_at(b, real, slot))
-            .unwrap_or(fallback);
+            .or(fallback);
         if let Ok(mut m) = self.slots.lock() {
             m.insert(key, (pos, value));
         }
         value
+    }
+
+    /// A key never recorded at or before the block asked: zero with synthetic pools (their
+    /// balance slots in the tokens were never recorded), else a miss naming the key.
+    fn unrecorded<T: Default>(
+        &self,
+        at: B256,
+        what: impl FnOnce() -> String,
+    ) -> Result<T, SourceError> {
+        if self.map.is_empty() {
+            return Err(SourceError::Rejected {
+                method: "cassette",
+                code: 0,
+                message: format!("read at {at}: {} not recorded at or before this block", what()),
+            });
+        }
+        Ok(T::default())
     }
 }
 
@@ -131,18 +155,25 @@ impl StateSource for SynthSource {
         }
         let pin = *self.pin.get_or_init(|| at);
         let block_of = |a: &Address| if self.map.contains_key(a) { pin } else { at };
-        Ok(ReadSet {
-            accounts: req
-                .accounts
-                .iter()
-                .map(|(a, code)| self.account(block_of(a), *a, *code))
-                .collect(),
-            slots: req
-                .slots
-                .iter()
-                .map(|(a, s)| (*a, *s, self.slot(block_of(a), *a, *s)))
-                .collect(),
-        })
+        let accounts = req
+            .accounts
+            .iter()
+            .map(|(a, code)| match self.account(block_of(a), *a, *code) {
+                Some(got) => Ok(got),
+                None => self.unrecorded(at, || format!("account {a}")).map(|d: AccountRead| {
+                    AccountRead { address: *a, code: code.then(Default::default), ..d }
+                }),
+            })
+            .collect::<Result<_, _>>()?;
+        let slots = req
+            .slots
+            .iter()
+            .map(|(a, s)| match self.slot(block_of(a), *a, *s) {
+                Some(v) => Ok((*a, *s, v)),
+                None => self.unrecorded(at, || format!("slot {s:#x} of {a}")).map(|v| (*a, *s, v)),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(ReadSet { accounts, slots })
     }
 }
 

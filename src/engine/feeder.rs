@@ -2,13 +2,17 @@
 //! update bringing the cache to it (RPC reads happen here, off the engine thread) and serves the
 //! engine's requests to watch or drop keys.
 
-use std::{thread::JoinHandle, time::Instant};
+use std::{
+    sync::{Arc, atomic::Ordering},
+    thread::JoinHandle,
+    time::Instant,
+};
 
 use alloy::primitives::Address;
 use crossbeam_channel::{Receiver, Sender};
 use tracing::warn;
 
-use super::{BlockMsg, Input};
+use super::{BlockMsg, EngineStats, Input};
 use crate::{
     ingest::Event,
     state::{Refresher, StateKey, StateSource},
@@ -33,6 +37,7 @@ pub(crate) fn spawn<S: StateSource + 'static>(
     cmds: Receiver<FeederCmd>,
     out: Sender<Input>,
     name: String,
+    stats: Arc<EngineStats>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name(format!("feeder-{name}")).spawn(move || {
         loop {
@@ -42,13 +47,20 @@ pub(crate) fn spawn<S: StateSource + 'static>(
                     match c {
                         FeederCmd::Watch(keys) => {
                             refresher.watch(keys);
+                            // The engine counts the watch done once it has handled the answer;
+                            // with no answer to hand over, it is done here.
                             match rt.block_on(refresher.prefetch()) {
                                 Ok(Some(update)) => {
-                                    let msg = BlockMsg::new(update, Instant::now());
+                                    let msg = BlockMsg::new(update, Instant::now()).answering_watch();
                                     if out.send(Input::Block(Box::new(msg))).is_err() { break }
                                 }
-                                Ok(None) => {}
-                                Err(e) => warn!(chain = %name, error = %e, "prefetch failed; retried with the next head"),
+                                Ok(None) => {
+                                    stats.watches.fetch_sub(1, Ordering::AcqRel);
+                                }
+                                Err(e) => {
+                                    stats.watches.fetch_sub(1, Ordering::AcqRel);
+                                    warn!(chain = %name, error = %e, "prefetch failed; retried with the next head");
+                                }
                             }
                         }
                         FeederCmd::Unwatch(a) => refresher.unwatch(&a),

@@ -93,12 +93,22 @@ pub struct BlockMsg {
     pub received_at: Instant,
     /// When the update was handed to the engine (the feeder's read ends here).
     pub sent_at: Instant,
+    /// The update answers a [`FeederCmd::Watch`] (counted in [`EngineStats::watches`] until
+    /// the engine has handled it).
+    pub watch: bool,
 }
 
 impl BlockMsg {
     /// An update handed over now, for a head whose notification arrived at `received_at`.
     pub fn new(update: StateUpdate, received_at: Instant) -> Self {
-        Self { update, received_at, sent_at: Instant::now() }
+        Self { update, received_at, sent_at: Instant::now(), watch: false }
+    }
+
+    /// The same update, marked as the answer to a [`FeederCmd::Watch`].
+    #[must_use]
+    pub const fn answering_watch(mut self) -> Self {
+        self.watch = true;
+        self
     }
 }
 
@@ -170,6 +180,11 @@ pub struct EngineStats {
     pub ingest: std::sync::OnceLock<Arc<crate::ingest::IngestCounters>>,
     /// Inputs the loop has finished handling (every kind; a replay paces itself on it).
     pub handled: AtomicU64,
+    /// [`FeederCmd::Watch`] commands sent whose answer the engine has not handled yet (the
+    /// feeder's read, its update in the queue, the engine's handling of it). A replay waits for
+    /// zero so a cold-skipped transaction is retried before the next event, as it is live when
+    /// the node answers in time.
+    pub watches: AtomicU64,
     /// Full state re-reads applied (divergence, refused update, deep reorg).
     pub full_reads: AtomicU64,
     /// Set once the engine thread has primed its hot path and takes events.
@@ -472,6 +487,14 @@ impl Engine {
         self.hist_publish(false);
     }
 
+    /// Asks the feeder to read `keys` at the current head and watch them from then on.
+    fn watch(&self, keys: Vec<StateKey>) {
+        self.stats.watches.fetch_add(1, Ordering::AcqRel);
+        if self.feeder.send(FeederCmd::Watch(keys)).is_err() {
+            self.stats.watches.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
     /// One idle turn of a busy-polling engine: a pause instruction, and the idle tick every
     /// 200 ms as the parked loop has it.
     fn spin(&mut self, idle_since: &mut Instant) {
@@ -540,7 +563,13 @@ impl Engine {
     /// Handles one input.
     pub fn handle(&mut self, input: Input) {
         match input {
-            Input::Block(b) => self.on_block(*b),
+            Input::Block(b) => {
+                let watch = b.watch;
+                self.on_block(*b);
+                if watch {
+                    self.stats.watches.fetch_sub(1, Ordering::AcqRel);
+                }
+            }
             Input::Stale { reason } => {
                 warn!(chain = %self.p.chain.name, %reason, "state refresh failed: trading paused");
                 self.stats.fresh.store(false, Ordering::Relaxed);
@@ -739,7 +768,7 @@ impl Engine {
         if !missing.is_empty() {
             self.stats.cold_skips.fetch_add(1, Ordering::Relaxed);
             self.cache.count_cold(missing.len() as u64);
-            let _ = self.feeder.send(FeederCmd::Watch(missing));
+            self.watch(missing);
         }
         moved
     }
@@ -1422,7 +1451,7 @@ impl Engine {
         };
         if !missing.is_empty() {
             self.stats.cold_skips.fetch_add(missing.len() as u64, Ordering::Relaxed);
-            let _ = self.feeder.send(FeederCmd::Watch(missing));
+            self.watch(missing);
         }
         for (id, route, signed, outcome, cand, sim_profit) in approved {
             self.decide(id, Ok(()));
@@ -1651,7 +1680,7 @@ impl Engine {
                     // The victim's own state (its balances) is not cached: fetch it off the
                     // hot path and look again when it lands, never wait for it here.
                     self.stats.cold_skips.fetch_add(1, Ordering::Relaxed);
-                    let _ = self.feeder.send(FeederCmd::Watch(keys));
+                    self.watch(keys);
                     if c.tries < 4 && self.deferred.len() < 64 {
                         self.deferred.push((Box::new(p.clone()), c.tries));
                     }

@@ -372,7 +372,7 @@ impl Engine {
             Err(sim::SimError::Cold(keys)) => {
                 // Read off the hot path; the leg is tried again when the state lands.
                 self.stats.cold_skips.fetch_add(1, Ordering::Relaxed);
-                let _ = self.feeder.send(super::FeederCmd::Watch(keys));
+                self.watch(keys);
                 self.decide(
                     id,
                     Err(("cold_state".into(), "state not cached yet; fetched now".into())),

@@ -376,6 +376,7 @@ pub fn start<S: StateSource + 'static>(
     let routes = market.routes.len();
     let (in_tx, in_rx) = crossbeam_channel::bounded::<Input>(4_096);
     let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded::<FeederCmd>();
+    let stats = Arc::new(EngineStats::default());
     let feeder = feeder::spawn(
         refresher,
         tokio::runtime::Handle::current(),
@@ -383,6 +384,7 @@ pub fn start<S: StateSource + 'static>(
         cmd_rx,
         in_tx.clone(),
         chain.name.clone(),
+        stats.clone(),
     )?;
     let (exec_tx, exec) = if mode.sends() {
         let submitter =
@@ -405,7 +407,6 @@ pub fn start<S: StateSource + 'static>(
     let exec_counters = exec
         .as_ref()
         .map_or_else(|| Arc::new(exec_task::ExecCounters::default()), |e| e.counters.clone());
-    let stats = Arc::new(EngineStats::default());
     let params = EngineParams {
         chain: chain.clone(),
         strategies: o.strategies,

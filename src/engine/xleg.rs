@@ -177,7 +177,7 @@ impl Engine {
         }
         if !missing.is_empty() {
             self.x.warm_asked.clone_from(&missing);
-            let _ = self.feeder.send(super::FeederCmd::Watch(missing));
+            self.watch(missing);
         }
     }
 

@@ -163,7 +163,9 @@ fn assert_every_stage(report: &serde_json::Value, stdout: &str) {
 }
 
 /// A busy-polling engine (`--busy-poll`) handles every event of the replay, times every stage
-/// and stops when the bench is done (its loop never parks).
+/// and stops when the bench is done (its loop never parks); and the replay is deterministic:
+/// busy-polling or parked, the engine makes the same decisions on every event (the lockstep
+/// waits for each head itself and for every state read a cold-skipped transaction asked for).
 #[test]
 fn a_busy_polling_engine_replays_every_event_and_stops() {
     let dir = tempfile::tempdir().unwrap();
@@ -171,6 +173,16 @@ fn a_busy_polling_engine_replays_every_event_and_stops() {
     assert_every_stage(&report, &stdout);
     assert_eq!(report["busy_poll"], true, "{stdout}");
     assert!(stdout.contains("engine busy-polling"), "{stdout}");
+    let (parked, _, parked_out) = bench_cli(&["--no-baseline"], dir.path());
+    assert_eq!(parked["busy_poll"], false, "{parked_out}");
+    assert_eq!(
+        report["counts"], parked["counts"],
+        "busy-polling:\n{stdout}\nparked:\n{parked_out}"
+    );
+    assert!(
+        report["counts"]["cold_skips"].as_u64().unwrap() > 0,
+        "a cold skip is replayed: {stdout}"
+    );
 }
 
 /// The committed cassette replayed through the engine, with the eth_call baseline in the same
