@@ -185,7 +185,9 @@ async fn serve(
     let registry = Registry::new();
     let metrics = Metrics::new(&registry)?;
     let health = Health::new(chains.iter().map(|c| (c.name.as_str(), DEFAULT_MAX_HEAD_LAG_BLOCKS)));
-    let histograms = SharedHistograms::new();
+    // One set of stage histograms per chain, each published by its engine.
+    let histograms: Vec<(String, SharedHistograms)> =
+        chains.iter().map(|c| (c.name.clone(), SharedHistograms::new())).collect();
     let exporter = Exporter { registry, health: health.clone(), histograms: histograms.clone() };
     let server = MetricsServer::bind(
         cfg.telemetry.metrics_addr,
@@ -298,12 +300,13 @@ async fn start_all(
     ledger: &LedgerHandle,
     metrics: &Metrics,
     health: &Health,
-    histograms: &SharedHistograms,
+    histograms: &[(String, SharedHistograms)],
 ) -> Result<Vec<Running>, AppError> {
     let mut running: Vec<Running> = Vec::with_capacity(chains.len());
     for (i, (chain, (signer, identity))) in chains.into_iter().zip(keys).enumerate() {
         let name = chain.name.clone();
-        let started = start_one(cfg, chain, signer, identity, ledger, i == 0, histograms).await;
+        let published = histograms.get(i).map(|(_, h)| h.clone());
+        let started = start_one(cfg, chain, signer, identity, ledger, published).await;
         let result = started.and_then(|(handle, provider)| {
             let telemetry = ChainTelemetry::new(
                 metrics,
@@ -350,8 +353,7 @@ async fn start_one(
     signer: Option<PrivateKeySigner>,
     identity: Option<PrivateKeySigner>,
     ledger: &LedgerHandle,
-    publish_histograms: bool,
-    histograms: &SharedHistograms,
+    histograms: Option<SharedHistograms>,
 ) -> Result<(RunHandle, DynProvider), AppError> {
     let name = chain.name.clone();
     let fail = |reason: String| AppError::Start { chain: name.clone(), reason };
@@ -387,8 +389,7 @@ async fn start_one(
         signer,
         identity,
         ledger: Some(ledger.clone()),
-        // The exporter shows one set of stage histograms: the first chain's.
-        histograms: publish_histograms.then(|| histograms.clone()),
+        histograms,
         spec: SpecId::PRAGUE,
         prove_top: PROVE_TOP,
     })

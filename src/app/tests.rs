@@ -291,7 +291,7 @@ fn alerting_metrics_are_on_the_metrics_page() {
     let exporter = crate::telemetry::Exporter {
         registry: registry.clone(),
         health: health.clone(),
-        histograms: crate::telemetry::SharedHistograms::default(),
+        histograms: Vec::new(),
     };
     let body = exporter.render_metrics();
     let value = |series: &str| -> f64 {

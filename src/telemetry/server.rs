@@ -24,23 +24,24 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause after a failed `accept` (out of file descriptors, say), so errors never spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Everything the endpoint reads: the registry, the health and the published histograms.
-/// Cloning shares them.
+/// Everything the endpoint reads: the registry, the health and each chain's published
+/// histograms. Cloning shares them.
 #[derive(Debug, Clone)]
 pub struct Exporter {
     /// Counters and gauges.
     pub registry: Registry,
     /// Readiness.
     pub health: Health,
-    /// Stage latencies as the engine last published them.
-    pub histograms: SharedHistograms,
+    /// Stage latencies per chain (chain name, then where its engine publishes them), as each
+    /// engine last published them.
+    pub histograms: Vec<(String, SharedHistograms)>,
 }
 
 impl Exporter {
     /// The `/metrics` body: the registry, then health as gauges (`cantilever_ready`,
     /// `cantilever_halted`, `cantilever_connected{chain}`, `cantilever_head_lag_blocks{chain}`,
-    /// `cantilever_cache_stale{chain}`), `cantilever_rss_bytes`, and the stage latencies as the
-    /// summary `cantilever_stage_latency_seconds{kind,stage,quantile}`.
+    /// `cantilever_cache_stale{chain}`), `cantilever_rss_bytes`, and each chain's stage latencies
+    /// as the summary `cantilever_stage_latency_seconds{chain,kind,stage,quantile}`.
     pub fn render_metrics(&self) -> String {
         let mut out = String::with_capacity(16 * 1024);
         self.registry.render(&mut out);
@@ -87,26 +88,36 @@ impl Exporter {
             sample(&mut out, "cantilever_open_files", &[], n as f64);
         }
 
-        self.histograms.with_latest(|hists| {
-            let Some(hists) = hists else { return };
-            let name = "cantilever_stage_latency_seconds";
-            family_header(&mut out, name, "Latency per pipeline stage and event kind.", "summary");
-            for kind in EventKind::ALL {
-                for stage in Stage::ALL {
-                    let p = hists.percentiles(kind, stage);
-                    let labels = [("kind", kind.as_str()), ("stage", stage.as_str())];
-                    for (q, ns) in
-                        [("0.5", p.p50), ("0.9", p.p90), ("0.99", p.p99), ("0.999", p.p999)]
-                    {
-                        let [k, s] = labels;
-                        sample(&mut out, name, &[k, s, ("quantile", q)], ns as f64 * 1e-9);
-                    }
-                    let sum = hists.mean(kind, stage) * p.count as f64 * 1e-9;
-                    sample(&mut out, &format!("{name}_sum"), &labels, sum);
-                    sample(&mut out, &format!("{name}_count"), &labels, p.count as f64);
+        let name = "cantilever_stage_latency_seconds";
+        let mut header = false;
+        for (chain, shared) in &self.histograms {
+            shared.with_latest(|hists| {
+                let Some(hists) = hists else { return };
+                if !std::mem::replace(&mut header, true) {
+                    let help = "Latency per pipeline stage and event kind, per chain.";
+                    family_header(&mut out, name, help, "summary");
                 }
-            }
-        });
+                for kind in EventKind::ALL {
+                    for stage in Stage::ALL {
+                        let p = hists.percentiles(kind, stage);
+                        let labels = [
+                            ("chain", chain.as_str()),
+                            ("kind", kind.as_str()),
+                            ("stage", stage.as_str()),
+                        ];
+                        for (q, ns) in
+                            [("0.5", p.p50), ("0.9", p.p90), ("0.99", p.p99), ("0.999", p.p999)]
+                        {
+                            let [c, k, s] = labels;
+                            sample(&mut out, name, &[c, k, s, ("quantile", q)], ns as f64 * 1e-9);
+                        }
+                        let sum = hists.mean(kind, stage) * p.count as f64 * 1e-9;
+                        sample(&mut out, &format!("{name}_sum"), &labels, sum);
+                        sample(&mut out, &format!("{name}_count"), &labels, p.count as f64);
+                    }
+                }
+            });
+        }
         out
     }
 }

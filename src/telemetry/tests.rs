@@ -215,12 +215,17 @@ fn exposition_parses_line_by_line() {
     let health = Health::new([("chain138", 2), ("alltra", 3)]);
     health.chain("chain138").unwrap().set_head_lag_blocks(4);
     health.set_halted(true);
-    let histograms = SharedHistograms::new();
+    // Two chains' engines, each publishing its own stage histograms.
+    let (h138, alltra) = (SharedHistograms::new(), SharedHistograms::new());
     let mut h = StageHistograms::new().unwrap();
     for ns in [1_000, 2_000, 3_000] {
         h.record(EventKind::Head, Stage::EndToEnd, ns);
     }
-    assert!(histograms.publish(&mut h, true));
+    assert!(h138.publish(&mut h, true));
+    let mut h = StageHistograms::new().unwrap();
+    h.record(EventKind::Pending, Stage::Sim, 7_000);
+    assert!(alltra.publish(&mut h, true));
+    let histograms = vec![("chain138".to_owned(), h138), ("alltra".to_owned(), alltra)];
     let exporter = Exporter { registry, health, histograms };
     let text = exporter.render_metrics();
     let s = parse_exposition(&text);
@@ -244,18 +249,24 @@ fn exposition_parses_line_by_line() {
     assert_eq!(find(&s, "cantilever_cache_stale", &[("chain", "alltra")]).value, 1.0);
     assert!(find(&s, "cantilever_rss_bytes", &[]).value > 1e6);
 
-    let e2e = [("kind", "head"), ("stage", "end_to_end")];
+    let e2e = [("chain", "chain138"), ("kind", "head"), ("stage", "end_to_end")];
     let q = |quantile| {
-        find(&s, "cantilever_stage_latency_seconds", &[e2e[0], e2e[1], ("quantile", quantile)])
-            .value
+        let labels = [e2e[0], e2e[1], e2e[2], ("quantile", quantile)];
+        find(&s, "cantilever_stage_latency_seconds", &labels).value
     };
     assert!((q("0.5") - 2e-6).abs() < 1e-8, "{}", q("0.5"));
     assert!((q("0.999") - 3e-6).abs() < 1e-8);
     assert_eq!(find(&s, "cantilever_stage_latency_seconds_count", &e2e).value, 3.0);
     assert!((find(&s, "cantilever_stage_latency_seconds_sum", &e2e).value - 6e-6).abs() < 1e-8);
-    // Every kind and stage is exported, even when empty.
+    // The other chain's latencies are its own.
+    let sim = [("chain", "alltra"), ("kind", "pending"), ("stage", "sim")];
+    assert_eq!(find(&s, "cantilever_stage_latency_seconds_count", &sim).value, 1.0);
+    let e2e_alltra = [("chain", "alltra"), ("kind", "head"), ("stage", "end_to_end")];
+    assert_eq!(find(&s, "cantilever_stage_latency_seconds_count", &e2e_alltra).value, 0.0);
+    // Every kind and stage of every chain is exported, even when empty; one family header.
     let counts = s.iter().filter(|x| x.name == "cantilever_stage_latency_seconds_count").count();
-    assert_eq!(counts, EventKind::ALL.len() * Stage::ALL.len());
+    assert_eq!(counts, 2 * EventKind::ALL.len() * Stage::ALL.len());
+    assert_eq!(text.matches("# TYPE cantilever_stage_latency_seconds summary").count(), 1);
 }
 
 #[test]

@@ -35,7 +35,11 @@ async fn health_follows_connected_stale_halted_over_http() {
     let metrics = Metrics::new(&registry).unwrap();
     let health = Health::new([("chain138", 2), ("alltra", 2)]);
     let histograms = SharedHistograms::new();
-    let exporter = Exporter { registry, health: health.clone(), histograms: histograms.clone() };
+    let exporter = Exporter {
+        registry,
+        health: health.clone(),
+        histograms: vec![("chain138".to_owned(), histograms.clone())],
+    };
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let server = MetricsServer::bind(addr, false, exporter).await.unwrap();
     let addr = server.local_addr();
@@ -99,7 +103,7 @@ async fn health_follows_connected_stale_halted_over_http() {
     assert!(body.contains("cantilever_ready 1\n"), "{body}");
     assert!(
         body.contains(
-            "cantilever_stage_latency_seconds_count{kind=\"head\",stage=\"end_to_end\"} 1\n"
+            "cantilever_stage_latency_seconds_count{chain=\"chain138\",kind=\"head\",stage=\"end_to_end\"} 1\n"
         ),
         "{body}"
     );
@@ -120,7 +124,7 @@ async fn a_public_bind_is_refused_unless_allowed() {
     let exporter = || Exporter {
         registry: Registry::new(),
         health: Health::new([]),
-        histograms: SharedHistograms::new(),
+        histograms: vec![("chain138".to_owned(), SharedHistograms::new())],
     };
     for addr in ["0.0.0.0:0", "[::]:0", "192.0.2.1:9464"] {
         let addr: SocketAddr = addr.parse().unwrap();
